@@ -1,0 +1,53 @@
+import convict from 'convict';
+import { schema } from './schema';
+
+export interface KadeConfig {
+  env: 'development' | 'test' | 'production';
+  role: 'router' | 'detector' | 'all';
+  log: { level: string };
+  kafka: { brokers: string[]; clientId: string; sessionTimeoutMs: number; maxBytesPerPartition: number };
+  topics: {
+    raw: string; keyed: string; alerts: string; dlq: string;
+    rawPartitions: number; keyedPartitions: number; alertsPartitions: number; replicationFactor: number;
+  };
+  router: {
+    groupId: string; namespaceHeader: string; defaultNamespace: string;
+    timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; maxMessageBytes: number;
+  };
+  detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; tickMs: number; stateTtlSeconds: number };
+  alerts: { format: 'avro' | 'json'; suppressionMs: number };
+  redis: { url: string; keyPrefix: string };
+  rules: { dir: string };
+  http: { port: number };
+}
+
+export interface LoadOptions {
+  /** Config files applied in order over the defaults. */
+  files?: string[];
+  /** Environment (defaults to process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Values set last, e.g. from command-line flags. */
+  overrides?: Record<string, unknown>;
+}
+
+/** Loads and strictly validates the configuration; errors name the bad key and the expected form. */
+export function loadConfig(opts: LoadOptions = {}): { config: KadeConfig; describe: () => string } {
+  const conf = convict(schema, { env: opts.env ?? process.env, args: [] });
+  const files = [...(opts.files ?? [])];
+  const fromEnv = (opts.env ?? process.env).KADE_CONFIG_FILE;
+  if (fromEnv) files.unshift(...fromEnv.split(',').filter((f) => f.length > 0));
+  if (files.length > 0) conf.loadFile(files);
+  for (const [key, value] of Object.entries(opts.overrides ?? {})) conf.set(key, value);
+  conf.validate({ allowed: 'strict' });
+  const config = conf.getProperties() as unknown as KadeConfig;
+  if (config.env === 'production' && config.redis.url === schema.redis.url.default) {
+    // Not a secret here, but production must say where its state lives.
+    throw new Error('redis.url: production requires an explicit Redis URL (KADE_REDIS_URL)');
+  }
+  return { config, describe: () => conf.toString() };
+}
+
+/** The dead-letter topic of the raw topic. */
+export function dlqTopic(config: KadeConfig): string {
+  return config.topics.dlq.length > 0 ? config.topics.dlq : `${config.topics.raw}.dlq`;
+}

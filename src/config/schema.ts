@@ -1,0 +1,244 @@
+import convict from 'convict';
+
+/** A comma-separated list in env vars and flags, an array in files. */
+const stringList = {
+  name: 'string-list',
+  validate(value: unknown): void {
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v.length === 0)) {
+      throw new Error('must be a list of non-empty strings (comma-separated in env vars)');
+    }
+  },
+  coerce(value: unknown): unknown {
+    return typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : value;
+  },
+};
+
+const positiveInt = {
+  name: 'positive-int',
+  validate(value: unknown): void {
+    if (!Number.isInteger(value) || (value as number) <= 0) throw new Error('must be a positive integer');
+  },
+  coerce: (value: unknown): unknown => (typeof value === 'string' ? Number(value) : value),
+};
+
+const nonNegativeInt = {
+  name: 'non-negative-int',
+  validate(value: unknown): void {
+    if (!Number.isInteger(value) || (value as number) < 0) throw new Error('must be an integer >= 0');
+  },
+  coerce: (value: unknown): unknown => (typeof value === 'string' ? Number(value) : value),
+};
+
+convict.addFormats({ 'string-list': stringList, 'positive-int': positiveInt, 'non-negative-int': nonNegativeInt });
+
+/** The one configuration schema of kade: every key has doc, format, default and env. */
+export const schema = {
+  env: {
+    doc: 'Deployment environment; "production" refuses to start with default secrets.',
+    format: ['development', 'test', 'production'],
+    default: 'development',
+    env: 'KADE_ENV',
+  },
+  role: {
+    doc: 'What this process runs: the router, the detector or both.',
+    format: ['router', 'detector', 'all'],
+    default: 'all',
+    env: 'KADE_ROLE',
+    arg: 'role',
+  },
+  log: {
+    level: {
+      doc: 'pino log level.',
+      format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      default: 'info',
+      env: 'KADE_LOG_LEVEL',
+    },
+  },
+  kafka: {
+    brokers: {
+      doc: 'Kafka bootstrap brokers, host:port.',
+      format: 'string-list',
+      default: ['127.0.0.1:9092'],
+      env: 'KADE_KAFKA_BROKERS',
+    },
+    clientId: {
+      doc: 'Kafka client id prefix.',
+      format: String,
+      default: 'kade',
+      env: 'KADE_KAFKA_CLIENT_ID',
+    },
+    sessionTimeoutMs: {
+      doc: 'Consumer group session timeout in milliseconds.',
+      format: 'positive-int',
+      default: 30000,
+      env: 'KADE_KAFKA_SESSION_TIMEOUT_MS',
+    },
+    maxBytesPerPartition: {
+      doc: 'Upper bound of bytes fetched per partition per fetch; bounds batch size and memory.',
+      format: 'positive-int',
+      default: 1048576,
+      env: 'KADE_KAFKA_MAX_BYTES_PER_PARTITION',
+    },
+  },
+  topics: {
+    raw: {
+      doc: 'Raw audit topic: JSON audit Events or EventLists, any key.',
+      format: String,
+      default: 'k8s.audit.raw',
+      env: 'KADE_TOPIC_RAW',
+    },
+    keyed: {
+      doc: 'Internal topic keyed by group (Avro KeyedAuditRecord).',
+      format: String,
+      default: 'kade.audit.by-actor',
+      env: 'KADE_TOPIC_KEYED',
+    },
+    alerts: {
+      doc: 'Alerts topic that SIEMs consume; key = alert id.',
+      format: String,
+      default: 'k8s.audit.alerts',
+      env: 'KADE_TOPIC_ALERTS',
+    },
+    dlq: {
+      doc: 'Dead-letter topic for bad raw records; empty means "<raw topic>.dlq".',
+      format: String,
+      default: '',
+      env: 'KADE_TOPIC_DLQ',
+    },
+    rawPartitions: {
+      doc: 'Partitions of the raw topic when kade creates it.',
+      format: 'positive-int',
+      default: 3,
+      env: 'KADE_TOPIC_RAW_PARTITIONS',
+    },
+    keyedPartitions: {
+      doc: 'Partitions of the keyed topic: the upper bound of detector parallelism.',
+      format: 'positive-int',
+      default: 6,
+      env: 'KADE_TOPIC_KEYED_PARTITIONS',
+    },
+    alertsPartitions: {
+      doc: 'Partitions of the alerts topic when kade creates it.',
+      format: 'positive-int',
+      default: 1,
+      env: 'KADE_TOPIC_ALERTS_PARTITIONS',
+    },
+    replicationFactor: {
+      doc: 'Replication factor of the topics kade creates.',
+      format: 'positive-int',
+      default: 1,
+      env: 'KADE_TOPIC_REPLICATION_FACTOR',
+    },
+  },
+  router: {
+    groupId: {
+      doc: 'Consumer group of the routers.',
+      format: String,
+      default: 'kade-router',
+      env: 'KADE_ROUTER_GROUP_ID',
+    },
+    namespaceHeader: {
+      doc: 'Record header that names the source cluster; its value becomes data_stream.namespace.',
+      format: String,
+      default: 'kade.namespace',
+      env: 'KADE_ROUTER_NAMESPACE_HEADER',
+    },
+    defaultNamespace: {
+      doc: 'data_stream.namespace of records without the namespace header.',
+      format: String,
+      default: 'default',
+      env: 'KADE_ROUTER_DEFAULT_NAMESPACE',
+    },
+    timeField: {
+      doc: 'Event-time field of the audit Event.',
+      format: ['requestReceivedTimestamp', 'stageTimestamp'],
+      default: 'requestReceivedTimestamp',
+      env: 'KADE_ROUTER_TIME_FIELD',
+    },
+    maxMessageBytes: {
+      doc: 'Raw records larger than this go to the dead-letter topic unparsed.',
+      format: 'positive-int',
+      default: 1048576,
+      env: 'KADE_ROUTER_MAX_MESSAGE_BYTES',
+    },
+  },
+  detector: {
+    groupId: {
+      doc: 'Consumer group of the detectors.',
+      format: String,
+      default: 'kade-detector',
+      env: 'KADE_DETECTOR_GROUP_ID',
+    },
+    latenessMs: {
+      doc: 'Allowed lateness: watermark = stream time - lateness.',
+      format: 'non-negative-int',
+      default: 30000,
+      env: 'KADE_DETECTOR_LATENESS_MS',
+    },
+    idleTimeoutMs: {
+      doc: 'A caught-up partition with no records for this long advances its watermark with the wall clock.',
+      format: 'positive-int',
+      default: 10000,
+      env: 'KADE_DETECTOR_IDLE_TIMEOUT_MS',
+    },
+    tickMs: {
+      doc: 'Wall-clock timer period that checks idle partitions.',
+      format: 'positive-int',
+      default: 1000,
+      env: 'KADE_DETECTOR_TICK_MS',
+    },
+    stateTtlSeconds: {
+      doc: 'TTL of pane state in Redis; must exceed window + lateness + idle timeout.',
+      format: 'positive-int',
+      default: 3600,
+      env: 'KADE_DETECTOR_STATE_TTL_SECONDS',
+    },
+  },
+  alerts: {
+    format: {
+      doc: 'Encoding of alert records: Avro (schemas/Alert.avsc) or ECS-shaped JSON.',
+      format: ['avro', 'json'],
+      default: 'avro',
+      env: 'KADE_ALERTS_FORMAT',
+    },
+    suppressionMs: {
+      doc: 'After an alert for (rule, group) for the window ending at t, matches for windows ending before t + this are suppressed.',
+      format: 'non-negative-int',
+      default: 360000,
+      env: 'KADE_ALERTS_SUPPRESSION_MS',
+    },
+  },
+  redis: {
+    url: {
+      doc: 'Redis URL (redis:// or rediss://; user and password may be in it).',
+      format: String,
+      default: 'redis://127.0.0.1:6379',
+      env: 'KADE_REDIS_URL',
+      sensitive: true,
+    },
+    keyPrefix: {
+      doc: 'Prefix of every key kade writes.',
+      format: String,
+      default: 'kade',
+      env: 'KADE_REDIS_KEY_PREFIX',
+    },
+  },
+  rules: {
+    dir: {
+      doc: 'Folder of rule definitions (*.rule.json); empty means the rules/ folder shipped with kade.',
+      format: String,
+      default: '',
+      env: 'KADE_RULES_DIR',
+    },
+  },
+  http: {
+    port: {
+      doc: 'Port of /metrics, /live and /ready; 0 disables the server.',
+      format: 'port',
+      default: 0,
+      env: 'KADE_HTTP_PORT',
+    },
+  },
+};
+
+export type ConvictSchema = typeof schema;

@@ -1,0 +1,146 @@
+import { AuditRecord, emptyAuditRecord } from '../ingest/audit-record';
+import { validateWindowSpec } from '../window/panes';
+import { FieldAccessor, FieldValue, resolveField } from './fields';
+import { AggregateSpec, ComparisonOp, ConditionClause, RulePlan } from './plan';
+
+/** A source field that some aggregate reads, with the index that tags its members in Redis. */
+export interface TrackedField {
+  index: number;
+  accessor: FieldAccessor;
+  /** Some values() aggregate needs its members. */
+  needValues: boolean;
+  /** Some count_distinct aggregate reads it. */
+  needDistinct: boolean;
+}
+
+/** Per-window aggregate inputs as the state store returns them. */
+export interface WindowAggregates {
+  count: number;
+  /** Some pane reached the rule's count bound and dropped its sets: the rule cannot match. */
+  pruned: boolean;
+  /** Distinct count per tracked field index. */
+  distinct: Map<number, number>;
+}
+
+export type GroupKey = Array<string | null>;
+
+/** A rule plan compiled into functions the router and detector call. */
+export class CompiledPlan {
+  readonly fields: TrackedField[];
+  private readonly groupAccessors: FieldAccessor[];
+  private readonly filterFns: Array<(r: AuditRecord) => boolean>;
+  private readonly conditionFns: Array<(a: WindowAggregates) => boolean>;
+  /** A pane whose own count reaches this can never be part of a match (0: no upper bound). */
+  readonly pruneAt: number;
+
+  constructor(readonly plan: RulePlan) {
+    validateWindowSpec(plan.window);
+    if (plan.groupBy.length === 0) throw new Error(`rule ${plan.id}: groupBy must name at least one field`);
+    this.groupAccessors = plan.groupBy.map(resolveField);
+    this.filterFns = plan.filter.map((clause) => {
+      const field = resolveField(clause.field);
+      const allowed = new Set<FieldValue>(clause.op === '==' ? [clause.value] : clause.values);
+      // ES|QL compares single values; a null or multi-valued field makes the clause null: filtered out.
+      return (r: AuditRecord) => {
+        const v = field.read(r);
+        return v.length === 1 && allowed.has(v[0]);
+      };
+    });
+    const byName = new Map<string, TrackedField>();
+    for (const agg of plan.aggregates) {
+      if (agg.fn === 'count') continue;
+      if (agg.field === undefined) throw new Error(`rule ${plan.id}: aggregate ${agg.name} (${agg.fn}) needs a field`);
+      let tf = byName.get(agg.field);
+      if (tf === undefined) {
+        tf = { index: byName.size, accessor: resolveField(agg.field), needValues: false, needDistinct: false };
+        byName.set(agg.field, tf);
+      }
+      if (agg.fn === 'values') tf.needValues = true;
+      else tf.needDistinct = true;
+    }
+    this.fields = [...byName.values()];
+    const aggByName = new Map(plan.aggregates.map((a) => [a.name, a]));
+    this.conditionFns = plan.condition.map((clause) => {
+      const agg = aggByName.get(clause.aggregate);
+      if (agg === undefined) throw new Error(`rule ${plan.id}: condition names unknown aggregate ${clause.aggregate}`);
+      if (agg.fn === 'values') throw new Error(`rule ${plan.id}: condition on values() aggregate ${agg.name} is not supported`);
+      const read = agg.fn === 'count'
+        ? (a: WindowAggregates) => a.count
+        : ((idx: number) => (a: WindowAggregates) => a.distinct.get(idx) ?? 0)(byName.get(agg.field as string)!.index);
+      const cmp = comparator(clause.op);
+      return (a: WindowAggregates) => cmp(read(a), clause.value);
+    });
+    this.pruneAt = countUpperBound(plan.aggregates, plan.condition);
+  }
+
+  get id(): string { return this.plan.id; }
+
+  /** The query's WHERE before STATS. */
+  accepts(record: AuditRecord): boolean {
+    for (const f of this.filterFns) if (!f(record)) return false;
+    return true;
+  }
+
+  /**
+   * The groups an event belongs to: the cross product of the distinct values of each BY field;
+   * a null or missing value is a group of its own.
+   */
+  groupsOf(record: AuditRecord): GroupKey[] {
+    let keys: GroupKey[] = [[]];
+    for (const acc of this.groupAccessors) {
+      const raw = acc.read(record);
+      const values: Array<string | null> = raw.length === 0 ? [null] : [...new Set(raw.map(String))];
+      if (values.length === 1) {
+        for (const k of keys) k.push(values[0]);
+      } else {
+        const next: GroupKey[] = [];
+        for (const k of keys) for (const v of values) next.push([...k, v]);
+        keys = next;
+      }
+    }
+    return keys;
+  }
+
+  /** Copies only what the aggregates need, to keep the internal topic small. */
+  project(record: AuditRecord): AuditRecord {
+    const out = emptyAuditRecord(record.dataStreamNamespace);
+    for (const f of this.fields) f.accessor.project(record, out);
+    return out;
+  }
+
+  /** The query's WHERE after STATS. */
+  matches(a: WindowAggregates): boolean {
+    if (a.pruned) return false;
+    for (const f of this.conditionFns) if (!f(a)) return false;
+    return true;
+  }
+}
+
+function comparator(op: ComparisonOp): (a: number, b: number) => boolean {
+  switch (op) {
+    case '==': return (a, b) => a === b;
+    case '!=': return (a, b) => a !== b;
+    case '<': return (a, b) => a < b;
+    case '<=': return (a, b) => a <= b;
+    case '>': return (a, b) => a > b;
+    case '>=': return (a, b) => a >= b;
+  }
+}
+
+/**
+ * The smallest count K such that count >= K can never match (count < K or count <= K - 1 in the
+ * condition), or 0 when the condition does not bound count() from above.
+ */
+function countUpperBound(aggregates: AggregateSpec[], condition: ConditionClause[]): number {
+  const counts = new Set(aggregates.filter((a) => a.fn === 'count').map((a) => a.name));
+  let bound = 0;
+  for (const c of condition) {
+    if (!counts.has(c.aggregate)) continue;
+    let k = 0;
+    if (c.op === '<') k = Math.ceil(c.value);
+    else if (c.op === '<=') k = Math.floor(c.value) + 1;
+    else if (c.op === '==') k = Math.floor(c.value) + 1;
+    if (k > 0 && (bound === 0 || k < bound)) bound = k;
+  }
+  return bound;
+}

@@ -1,0 +1,141 @@
+import { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Redis } from 'ioredis';
+import { KadeConfig, dlqTopic } from '../config/load';
+import { KafkaAlertSink } from '../alerts/publisher';
+import { runBatchLoop } from '../ingest/batch-loop';
+import { BadInputError } from '../ingest/errors';
+import { deadLetter } from '../ingest/dead-letter';
+import { KeyedCodec } from '../ingest/keyed-codec';
+import { createProducer } from '../ingest/kafka';
+import { Logger } from '../ops/logger';
+import { Metrics } from '../ops/metrics';
+import { KeyBuilder } from '../state/keys';
+import { RedisState } from '../state/redis-state';
+import { Serial } from '../util/serial';
+import { CompiledPlan } from './compiled-plan';
+import { Detector, DetectorRecord } from './detector';
+
+/**
+ * The detector stage: a consumer group on the keyed topic (read_committed), one Detector per
+ * rule, a wall-clock timer for idle partitions. Batches and timer ticks run one at a time.
+ */
+export class DetectorStage {
+  private consumer: Consumer | null = null;
+  private dlqProducer: Producer | null = null;
+  private readonly sink: KafkaAlertSink;
+  private readonly detectors = new Map<string, Detector>();
+  private readonly codec = new KeyedCodec();
+  private readonly serial = new Serial();
+  private timer: NodeJS.Timeout | null = null;
+  private assigned: number[] = [];
+  private joined = false;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly redis: Redis,
+    private readonly config: KadeConfig,
+    plans: CompiledPlan[],
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.sink = new KafkaAlertSink(kafka, config.topics.alerts, config.alerts.format);
+    for (const plan of plans) {
+      const state = new RedisState(redis, new KeyBuilder(config.redis.keyPrefix, plan.plan.stateKey), plan, config.detector.stateTtlSeconds);
+      this.detectors.set(plan.id, new Detector(plan, state, this.sink, {
+        latenessMs: config.detector.latenessMs,
+        idleTimeoutMs: config.detector.idleTimeoutMs,
+        suppressionMs: config.alerts.suppressionMs,
+        now: Date.now,
+      }, {
+        applied: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'applied' }, n),
+        late: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'late' }, n),
+        windowsClosed: (_p, n) => metrics.windowsClosed.inc(n),
+        matched: (alerted, suppressed) => {
+          metrics.alerts.inc({ outcome: 'published' }, alerted);
+          metrics.alerts.inc({ outcome: 'suppressed' }, suppressed);
+          if (alerted > 0) log.info({ alerted, suppressed }, 'alerts published');
+        },
+      }));
+    }
+  }
+
+  /** Loaded partitions' progress per rule (for the demo and tests). */
+  progress(): Map<string, ReturnType<Detector['progress']>> {
+    return new Map([...this.detectors].map(([id, d]) => [id, d.progress()]));
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    await this.sink.connect();
+    this.dlqProducer = createProducer(this.kafka);
+    await this.dlqProducer.connect();
+    this.consumer = this.kafka.consumer({
+      groupId: config.detector.groupId,
+      sessionTimeout: config.kafka.sessionTimeoutMs,
+      maxBytesPerPartition: config.kafka.maxBytesPerPartition,
+      readUncommitted: false,
+    });
+    const consumer = this.consumer;
+    consumer.on(consumer.events.REBALANCING, () => {
+      this.joined = false;
+      void this.serial.run(async () => { for (const d of this.detectors.values()) d.reset(); });
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.assigned = e.payload.memberAssignment[config.topics.keyed] ?? [];
+      this.joined = true;
+      void this.serial.run(async () => {
+        for (const d of this.detectors.values()) {
+          d.reset();
+          for (const p of this.assigned) await d.ensure(p);
+        }
+      }).catch((err) => this.log.error({ err }, 'loading partition state failed'));
+    });
+    await consumer.connect();
+    this.timer = setInterval(() => {
+      if (!this.joined) return;
+      this.serial.run(async () => { for (const d of this.detectors.values()) await d.onTick(); })
+        .catch((err) => this.log.error({ err }, 'idle timer failed'));
+    }, config.detector.tickMs);
+    await runBatchLoop(consumer, config.topics.keyed, (batch) => this.serial.run(async () => {
+      const started = process.hrtime.bigint();
+      const byRule = new Map<string, DetectorRecord[]>();
+      const bad = [];
+      for (const m of batch.messages) {
+        try {
+          if (m.value === null) throw new BadInputError('empty', 'keyed record has no value');
+          const v = this.codec.decode(m.value);
+          let list = byRule.get(v.rule);
+          if (list === undefined) byRule.set(v.rule, (list = []));
+          list.push({ offset: Number(m.offset), eventTime: v.eventTime, group: v.group, record: v.record });
+        } catch (err) {
+          const e = err instanceof BadInputError ? err : new BadInputError('invalid-avro', `keyed record is not a KeyedAuditRecord: ${(err as Error).message}`);
+          bad.push(deadLetter({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp }, e, null));
+        }
+      }
+      if (bad.length > 0) {
+        await this.dlqProducer!.send({ topic: dlqTopic(config), acks: -1, messages: bad });
+        this.metrics.outcomes.inc({ stage: 'detector', outcome: 'dead_lettered' }, bad.length);
+      }
+      const hw = Number(batch.highWatermark);
+      for (const [ruleId, records] of byRule) {
+        const d = this.detectors.get(ruleId);
+        if (d === undefined) {
+          // A rule this detector does not run (rolling upgrade): counted, not silently dropped.
+          this.metrics.outcomes.inc({ stage: 'detector', outcome: 'unknown_rule' }, records.length);
+          continue;
+        }
+        await d.onBatch(batch.partition, records, hw);
+      }
+      this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
+      this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.consumer?.disconnect();
+    await this.serial.run(async () => undefined);
+    await this.sink.close();
+    await this.dlqProducer?.disconnect();
+  }
+}

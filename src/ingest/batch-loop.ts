@@ -1,0 +1,28 @@
+import { Batch, Consumer, EachBatchPayload } from 'kafkajs';
+
+export interface BatchHandler {
+  /** Processes a batch; on return its side effects are durable (offsets may be committed). */
+  (batch: Batch, payload: EachBatchPayload): Promise<void>;
+}
+
+/**
+ * The batch loop owns the offset discipline: auto-resolve off, resolveOffset only after the
+ * handler made the batch's effects durable, then heartbeat and commit; stop early when the
+ * consumer stops or the batch went stale in a rebalance. A handler error leaves the batch
+ * unresolved, so Kafka redelivers it.
+ */
+export async function runBatchLoop(consumer: Consumer, topic: string, handle: BatchHandler): Promise<void> {
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: 1,
+    eachBatch: async (payload) => {
+      const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
+      if (!isRunning() || isStale() || batch.messages.length === 0) return;
+      await handle(batch, payload);
+      resolveOffset(batch.lastOffset());
+      await commitOffsetsIfNecessary();
+      await heartbeat();
+    },
+  });
+}

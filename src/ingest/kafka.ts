@@ -1,0 +1,38 @@
+import { Kafka, LogEntry, Partitioners, Producer, ProducerConfig, logLevel } from 'kafkajs';
+import { KadeConfig } from '../config/load';
+import { Logger } from '../ops/logger';
+
+const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'info', [logLevel.DEBUG]: 'debug',
+};
+
+/** A kafkajs client whose logs go to pino (kafkajs INFO chatter is demoted to debug). */
+export function createKafka(config: KadeConfig, log: Logger, clientSuffix: string): Kafka {
+  const klog = log.child({ module: 'kafkajs' });
+  return new Kafka({
+    clientId: `${config.kafka.clientId}-${clientSuffix}`,
+    brokers: config.kafka.brokers,
+    logLevel: logLevel.WARN,
+    retry: { initialRetryTime: 200, retries: 8 },
+    logCreator: () => ({ namespace, level, log: entry }: LogEntry) => {
+      const { message, ...rest } = entry;
+      const lvl = LEVELS[level] ?? 'debug';
+      klog[lvl === 'info' ? 'debug' : lvl]({ namespace, ...rest }, message);
+    },
+  });
+}
+
+/**
+ * An idempotent producer with Java-compatible key partitioning (murmur2), so a group always lands
+ * on the partition any other Kafka client would pick. Idempotence needs unlimited retries: a send
+ * waits out a broker outage instead of failing (and being retried with a new sequence number).
+ */
+export function createProducer(kafka: Kafka, extra: Partial<ProducerConfig> = {}): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 10_000 },
+    ...extra,
+  });
+}

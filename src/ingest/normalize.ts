@@ -1,0 +1,233 @@
+import { AuditRecord, ObjectReference, ResponseStatus, UserInfo } from './audit-record';
+import { BadInputError } from './errors';
+
+export type TimeField = 'requestReceivedTimestamp' | 'stageTimestamp';
+
+export interface NormalizeOptions {
+  timeField: TimeField;
+  /** data_stream.namespace of these records. */
+  namespace: string;
+  maxMessageBytes: number;
+}
+
+export interface NormalizedEvent {
+  record: AuditRecord;
+  /** Event time in ms since the epoch. */
+  eventTime: number;
+}
+
+export interface ItemFailure {
+  /** Position of the failed item inside the message (0 for a single Event). */
+  index: number;
+  error: BadInputError;
+}
+
+export interface DecodedMessage {
+  events: NormalizedEvent[];
+  failures: ItemFailure[];
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes one raw Kafka value: an audit Event, an EventList, or the Azure diagnostic envelope
+ * ({records: [{properties: {log: "<Event JSON>"}}]} or one such record). A message that cannot be
+ * read at all throws BadInputError; an EventList keeps its good items and reports each bad one.
+ */
+export function decodeRawMessage(value: Buffer | null, opts: NormalizeOptions): DecodedMessage {
+  if (value === null || value.length === 0) throw new BadInputError('empty', 'record has no value');
+  if (value.length > opts.maxMessageBytes) {
+    throw new BadInputError('too-large', `record of ${value.length} bytes exceeds ${opts.maxMessageBytes}`);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(value);
+  } catch (cause) {
+    throw new BadInputError('invalid-utf8', 'record value is not valid UTF-8', { cause });
+  }
+  const doc = parseJson(text);
+  const out: DecodedMessage = { events: [], failures: [] };
+  const items = unwrap(doc);
+  items.forEach((item, index) => {
+    try {
+      const event = typeof item === 'string' ? parseJson(item) : item;
+      out.events.push(normalizeEvent(event, opts));
+    } catch (err) {
+      if (!(err instanceof BadInputError)) throw err;
+      out.failures.push({ index, error: err });
+    }
+  });
+  return out;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    // A RangeError here is nesting too deep for the parser: still bad input, never a crash.
+    throw new BadInputError('invalid-json', `value is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** The Events inside a decoded document (strings are Event JSON still to parse). */
+function unwrap(doc: unknown): unknown[] {
+  if (!isObject(doc)) {
+    if (Array.isArray(doc)) return doc;
+    throw new BadInputError('not-an-object', `expected a JSON object, got ${describe(doc)}`);
+  }
+  if (doc.kind === 'EventList') {
+    if (!Array.isArray(doc.items)) throw new BadInputError('invalid-field', 'EventList.items must be an array');
+    return doc.items;
+  }
+  if (Array.isArray(doc.records)) return doc.records.map(azureLog);
+  if (isObject(doc.properties) && typeof doc.properties.log === 'string') return [doc.properties.log];
+  return [doc];
+}
+
+function azureLog(record: unknown): unknown {
+  if (isObject(record) && isObject(record.properties) && typeof record.properties.log === 'string') return record.properties.log;
+  return record;
+}
+
+/** Normalizes one audit.k8s.io Event (v1 or v1beta1); throws BadInputError when it is not one. */
+export function normalizeEvent(event: unknown, opts: Pick<NormalizeOptions, 'timeField' | 'namespace'>): NormalizedEvent {
+  if (!isObject(event)) throw new BadInputError('not-an-object', `expected an audit Event object, got ${describe(event)}`);
+  const apiVersion = optString(event, 'apiVersion');
+  if (event.kind !== 'Event' && !(apiVersion !== null && apiVersion.startsWith('audit.k8s.io/'))) {
+    if (isObject(event.protoPayload)) throw new BadInputError('unsupported-format', 'GKE Cloud Logging entries are not supported yet');
+    throw new BadInputError('not-an-audit-event', 'object is neither kind Event nor apiVersion audit.k8s.io/*');
+  }
+  const requestReceived = optTime(event, 'requestReceivedTimestamp');
+  const stage = optTime(event, 'stageTimestamp');
+  const legacy = optTime(event, 'timestamp');
+  const created = isObject(event.metadata) ? optTime(event.metadata, 'creationTimestamp', 'metadata.') : null;
+  const chosen = opts.timeField === 'stageTimestamp' ? stage ?? requestReceived : requestReceived ?? stage;
+  const micros = chosen ?? legacy ?? created;
+  if (micros === null) throw new BadInputError('missing-event-time', `event has no ${opts.timeField} (nor any other timestamp)`);
+
+  const record: AuditRecord = {
+    auditID: optString(event, 'auditID'),
+    apiVersion,
+    level: optString(event, 'level'),
+    stage: optString(event, 'stage'),
+    verb: optString(event, 'verb'),
+    requestURI: optString(event, 'requestURI'),
+    user: userInfo(event.user, 'user') ?? { username: null, uid: null, groups: [] },
+    impersonatedUser: userInfo(event.impersonatedUser, 'impersonatedUser'),
+    sourceIPs: stringArray(event.sourceIPs, 'sourceIPs'),
+    userAgent: optString(event, 'userAgent'),
+    objectRef: objectRef(event.objectRef),
+    responseStatus: responseStatus(event.responseStatus),
+    annotations: annotations(event.annotations),
+    requestReceivedTimestamp: requestReceived ?? legacy,
+    stageTimestamp: stage ?? legacy,
+    dataStreamNamespace: opts.namespace,
+  };
+  return { record, eventTime: Math.floor(micros / 1000) };
+}
+
+function userInfo(value: unknown, path: string): UserInfo | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value)) throw wrongType(path, 'an object', value);
+  return {
+    username: optString(value, 'username', `${path}.`),
+    uid: optString(value, 'uid', `${path}.`),
+    groups: stringArray(value.groups, `${path}.groups`),
+  };
+}
+
+function objectRef(value: unknown): ObjectReference | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value)) throw wrongType('objectRef', 'an object', value);
+  const p = 'objectRef.';
+  return {
+    resource: optString(value, 'resource', p),
+    subresource: optString(value, 'subresource', p),
+    namespace: optString(value, 'namespace', p),
+    name: optString(value, 'name', p),
+    apiGroup: optString(value, 'apiGroup', p),
+    apiVersion: optString(value, 'apiVersion', p),
+  };
+}
+
+function responseStatus(value: unknown): ResponseStatus | null {
+  if (value === undefined || value === null) return null;
+  if (!isObject(value)) throw wrongType('responseStatus', 'an object', value);
+  const code = value.code;
+  if (code !== undefined && code !== null && !(typeof code === 'number' && Number.isInteger(code))) {
+    throw wrongType('responseStatus.code', 'an integer', code);
+  }
+  const p = 'responseStatus.';
+  return {
+    code: typeof code === 'number' ? code : null,
+    status: optString(value, 'status', p),
+    reason: optString(value, 'reason', p),
+    message: optString(value, 'message', p),
+  };
+}
+
+function annotations(value: unknown): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  if (!isObject(value)) throw wrongType('annotations', 'an object', value);
+  const out: Record<string, string> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v !== 'string') throw wrongType(`annotations["${key}"]`, 'a string', v);
+    // An empty annotation is absent: Elastic's ingest pipeline drops empty values.
+    if (v.length > 0) out[key] = v;
+  }
+  return out;
+}
+
+function stringArray(value: unknown, path: string): string[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw wrongType(path, 'an array of strings', value);
+  for (const v of value) if (typeof v !== 'string') throw wrongType(path, 'an array of strings', v);
+  return value as string[];
+}
+
+function optString(obj: Record<string, unknown>, key: string, prefix = ''): string | null {
+  const v = obj[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw wrongType(prefix + key, 'a string', v);
+  return v;
+}
+
+const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/i;
+
+/** Parses an RFC 3339 timestamp to microseconds since the epoch (sub-microsecond digits dropped). */
+export function parseTimestampMicros(text: string): number | null {
+  const m = RFC3339.exec(text);
+  if (m === null) return null;
+  const seconds = Date.parse(`${m[1]}${m[3].toUpperCase()}`);
+  if (Number.isNaN(seconds)) return null;
+  const fraction = m[2] === undefined ? 0 : Number(m[2].padEnd(6, '0').slice(0, 6));
+  return seconds * 1000 + fraction;
+}
+
+function optTime(obj: Record<string, unknown>, key: string, prefix = ''): number | null {
+  const v = obj[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw wrongType(prefix + key, 'an RFC 3339 timestamp', v);
+  const micros = parseTimestampMicros(v);
+  if (micros === null) throw new BadInputError('invalid-timestamp', `${prefix}${key} is not an RFC 3339 timestamp: ${truncate(v)}`);
+  return micros;
+}
+
+function wrongType(path: string, expected: string, got: unknown): BadInputError {
+  return new BadInputError('wrong-type', `${path} must be ${expected}, got ${describe(got)}`);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `a string (${truncate(v)})`;
+  return typeof v;
+}
+
+function truncate(s: string): string {
+  return s.length > 40 ? `${JSON.stringify(s.slice(0, 40))}...` : JSON.stringify(s);
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,72 @@
+import { Message } from 'kafkajs';
+import { CompiledPlan } from '../detect/compiled-plan';
+import { groupKafkaKey } from '../detect/group-id';
+import { SourceRecord, deadLetter, headerString } from './dead-letter';
+import { BadInputError } from './errors';
+import { KeyedCodec } from './keyed-codec';
+import { TimeField, decodeRawMessage } from './normalize';
+
+export interface RouteOptions {
+  plans: CompiledPlan[];
+  codec: KeyedCodec;
+  timeField: TimeField;
+  namespaceHeader: string;
+  defaultNamespace: string;
+  maxMessageBytes: number;
+}
+
+export interface RouteResult {
+  keyed: Message[];
+  dlq: Message[];
+  /** Events routed to at least one rule. */
+  routed: number;
+  /** Events no rule's filter kept. */
+  filtered: number;
+  /** Events (or unreadable records) sent to the dead-letter topic. */
+  deadLettered: number;
+}
+
+/**
+ * The router's pure step: decode -> normalize -> each rule's filter (the WHERE push-down) -> one
+ * keyed record per group the event belongs to. Bad input becomes dead letters, never an exception.
+ */
+export function routeRecords(records: SourceRecord[], opts: RouteOptions): RouteResult {
+  const out: RouteResult = { keyed: [], dlq: [], routed: 0, filtered: 0, deadLettered: 0 };
+  for (const src of records) {
+    const namespace = headerString(src.headers, opts.namespaceHeader) ?? opts.defaultNamespace;
+    let decoded;
+    try {
+      decoded = decodeRawMessage(src.value, { timeField: opts.timeField, namespace, maxMessageBytes: opts.maxMessageBytes });
+    } catch (err) {
+      if (!(err instanceof BadInputError)) throw err;
+      out.dlq.push(deadLetter(src, err, null));
+      out.deadLettered++;
+      continue;
+    }
+    for (const f of decoded.failures) {
+      out.dlq.push(deadLetter(src, f.error, f.index));
+      out.deadLettered++;
+    }
+    if (decoded.events.length === 0 && decoded.failures.length === 0) {
+      out.dlq.push(deadLetter(src, new BadInputError('empty-list', 'record holds no audit event'), null));
+      out.deadLettered++;
+    }
+    for (const ev of decoded.events) {
+      let kept = false;
+      for (const plan of opts.plans) {
+        if (!plan.accepts(ev.record)) continue;
+        kept = true;
+        const projected = plan.project(ev.record);
+        for (const group of plan.groupsOf(ev.record)) {
+          out.keyed.push({
+            key: groupKafkaKey(group),
+            value: opts.codec.encode({ rule: plan.id, group, eventTime: ev.eventTime, record: projected }),
+          });
+        }
+      }
+      if (kept) out.routed++;
+      else out.filtered++;
+    }
+  }
+  return out;
+}

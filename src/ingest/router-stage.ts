@@ -1,0 +1,73 @@
+import { Kafka, Producer, Consumer, CompressionTypes } from 'kafkajs';
+import { KadeConfig, dlqTopic } from '../config/load';
+import { CompiledPlan } from '../detect/compiled-plan';
+import { Logger } from '../ops/logger';
+import { Metrics } from '../ops/metrics';
+import { runBatchLoop } from './batch-loop';
+import { createProducer } from './kafka';
+import { KeyedCodec } from './keyed-codec';
+import { RouteOptions, routeRecords } from './route';
+
+/** The router stage: raw topic -> keyed topic (+ dead letters). init / start / close. */
+export class RouterStage {
+  private consumer: Consumer | null = null;
+  private producer: Producer | null = null;
+  private readonly opts: RouteOptions;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: KadeConfig,
+    plans: CompiledPlan[],
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.opts = {
+      plans,
+      codec: new KeyedCodec(),
+      timeField: config.router.timeField,
+      namespaceHeader: config.router.namespaceHeader,
+      defaultNamespace: config.router.defaultNamespace,
+      maxMessageBytes: config.router.maxMessageBytes,
+    };
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    this.producer = createProducer(this.kafka);
+    await this.producer.connect();
+    this.consumer = this.kafka.consumer({
+      groupId: config.router.groupId,
+      sessionTimeout: config.kafka.sessionTimeoutMs,
+      maxBytesPerPartition: config.kafka.maxBytesPerPartition,
+    });
+    await this.consumer.connect();
+    const producer = this.producer;
+    const dlq = dlqTopic(config);
+    await runBatchLoop(this.consumer, config.topics.raw, async (batch) => {
+      const started = process.hrtime.bigint();
+      const result = routeRecords(
+        batch.messages.map((m) => ({
+          topic: batch.topic, partition: batch.partition, offset: m.offset,
+          key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp,
+        })),
+        this.opts,
+      );
+      const topicMessages = [];
+      if (result.keyed.length > 0) topicMessages.push({ topic: config.topics.keyed, messages: result.keyed });
+      if (result.dlq.length > 0) topicMessages.push({ topic: dlq, messages: result.dlq });
+      // Acked by all in-sync replicas before the batch's offsets are resolved.
+      if (topicMessages.length > 0) await producer.sendBatch({ topicMessages, acks: -1, compression: CompressionTypes.None });
+      this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
+      this.metrics.outcomes.inc({ stage: 'router', outcome: 'routed' }, result.routed);
+      this.metrics.outcomes.inc({ stage: 'router', outcome: 'filtered' }, result.filtered);
+      this.metrics.outcomes.inc({ stage: 'router', outcome: 'dead_lettered' }, result.deadLettered);
+      if (result.deadLettered > 0) this.log.warn({ partition: batch.partition, deadLettered: result.deadLettered }, 'bad input sent to the dead-letter topic');
+      this.metrics.batchSeconds.observe({ stage: 'router' }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.consumer?.disconnect();
+    await this.producer?.disconnect();
+  }
+}

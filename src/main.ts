@@ -1,0 +1,57 @@
+import Redis from 'ioredis';
+import { KadeConfig } from './config/load';
+import { DetectorStage } from './detect/detector-stage';
+import { createKafka } from './ingest/kafka';
+import { RouterStage } from './ingest/router-stage';
+import { ensureTopics } from './ingest/topics';
+import { Logger } from './ops/logger';
+import { Metrics } from './ops/metrics';
+import { loadRules } from './rules/load-rules';
+
+export interface Running {
+  router: RouterStage | null;
+  detector: DetectorStage | null;
+  metrics: Metrics;
+  stop(): Promise<void>;
+}
+
+export function createRedis(config: KadeConfig): Redis {
+  return new Redis(config.redis.url, {
+    // Commands wait for a reconnect instead of failing at once; the batch then fails retriably.
+    maxRetriesPerRequest: 20,
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000) + Math.floor(Math.random() * 100),
+    enableAutoPipelining: false,
+  });
+}
+
+/** The composition root: config -> clients -> stages -> start. The caller owns signals. */
+export async function startKade(config: KadeConfig, log: Logger, metrics = new Metrics(true)): Promise<Running> {
+  const plans = loadRules(config.rules.dir);
+  log.info({ rules: plans.map((p) => p.id), role: config.role }, 'starting kade');
+  const adminKafka = createKafka(config, log, 'admin');
+  await ensureTopics(adminKafka, config, true);
+  let router: RouterStage | null = null;
+  let detector: DetectorStage | null = null;
+  let redis: Redis | null = null;
+  if (config.role === 'router' || config.role === 'all') {
+    router = new RouterStage(createKafka(config, log, 'router'), config, plans, log.child({ module: 'router' }), metrics);
+    await router.start();
+  }
+  if (config.role === 'detector' || config.role === 'all') {
+    redis = createRedis(config);
+    detector = new DetectorStage(createKafka(config, log, 'detector'), redis, config, plans, log.child({ module: 'detector' }), metrics);
+    await detector.start();
+  }
+  let stopping: Promise<void> | null = null;
+  return {
+    router,
+    detector,
+    metrics,
+    stop: () => (stopping ??= (async () => {
+      await router?.close();
+      await detector?.close();
+      await redis?.quit();
+      log.info('kade stopped');
+    })()),
+  };
+}

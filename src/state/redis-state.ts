@@ -1,0 +1,210 @@
+import type { ChainableCommander, Redis } from 'ioredis';
+import { CompiledPlan, WindowAggregates, GroupKey } from '../detect/compiled-plan';
+import { DependencyError } from '../ingest/errors';
+import { ClockState } from '../window/partition-clock';
+import { panesOfWindow } from '../window/panes';
+import { KeyBuilder } from './keys';
+import { PaneDelta, UpdatePaneParams, buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply } from './pane-delta';
+import { registerScripts } from './scripts';
+
+export interface PartitionSnapshot {
+  clock: ClockState;
+  /** Panes with data on this partition that some unevaluated window may still hold. */
+  panes: number[];
+  /** group id -> end of the last window in which it matched. */
+  recent: Map<string, number>;
+}
+
+export interface WindowRef {
+  gid: string;
+  end: number;
+}
+
+export interface WindowValues {
+  groupKey: GroupKey | null;
+  members: Map<number, string[]>;
+}
+
+export interface CommitInput {
+  clock: ClockState;
+  /** Windows that matched (alerted or suppressed). */
+  matched: WindowRef[];
+  /** Windows that alerted: their end becomes the group's suppression anchor. */
+  alerted: WindowRef[];
+  /** Panes no window can read any more. */
+  retiredPanes: number[];
+}
+
+/**
+ * The state interface of the detector, on Redis. Each method is one pipelined round trip (two
+ * when a replay overlaps a batch already applied).
+ */
+export class RedisState {
+  private readonly update: UpdatePaneParams;
+  private readonly switchable: number[];
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: KeyBuilder,
+    private readonly plan: CompiledPlan,
+    private readonly ttlSeconds: number,
+  ) {
+    registerScripts(redis);
+    this.switchable = plan.fields.filter((f) => f.needDistinct && !f.needValues).map((f) => f.index);
+    this.update = { ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable };
+  }
+
+  /** Applies a batch's deltas and marks the groups active in their panes; durable on return. */
+  async applyBatch(
+    partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
+  ): Promise<{ replayed: number }> {
+    const pipe = this.redis.pipeline();
+    for (const d of deltas) this.queueUpdate(pipe, d, false);
+    for (const [pane, gids] of activeByPane) {
+      const activeKey = this.keys.activeGroups(partition, pane);
+      pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
+      pipe.sadd(activeKey, ...gids);
+      pipe.expire(activeKey, this.ttlSeconds);
+    }
+    if (activeByPane.size > 0) pipe.expire(this.keys.activePanes(partition), this.ttlSeconds);
+    if (streamTime !== null) {
+      // Stream time is safe to save early: it only reflects records made durable in this pipeline.
+      pipe.hset(this.keys.checkpoint(partition), 'streamTime', String(streamTime));
+      pipe.expire(this.keys.checkpoint(partition), this.ttlSeconds);
+    }
+    const replies = await this.exec(pipe);
+    const partial: PaneDelta[] = [];
+    let replayed = 0;
+    deltas.forEach((d, i) => {
+      const [status] = replies[i] as [number, number];
+      if (status === -1) partial.push(d);
+      else if (status === 0) replayed++;
+    });
+    if (partial.length > 0) {
+      // A replay after a crash overlapped a batch already applied: resend with exact offsets.
+      const retry = this.redis.pipeline();
+      for (const d of partial) this.queueUpdate(retry, d, true);
+      await this.exec(retry);
+      replayed += partial.length;
+    }
+    return { replayed };
+  }
+
+  private queueUpdate(pipe: ChainableCommander, d: PaneDelta, withOffsets: boolean): void {
+    const { keys, args } = buildUpdatePaneArgs(
+      { hash: this.keys.paneHash(d.gid, d.pane), set: this.keys.paneSet(d.gid, d.pane), hll: (f) => this.keys.paneHll(d.gid, d.pane, f) },
+      d, this.update, withOffsets,
+    );
+    pipe.kadeUpdatePaneV1(keys.length, ...keys, ...args);
+  }
+
+  async loadPartition(partition: number): Promise<PartitionSnapshot> {
+    const pipe = this.redis.pipeline();
+    pipe.hgetall(this.keys.checkpoint(partition));
+    pipe.zrange(this.keys.activePanes(partition), 0, -1);
+    pipe.zrange(this.keys.recentMatches(partition), 0, -1, 'WITHSCORES');
+    const [ckpt, panes, recent] = await this.exec(pipe) as [Record<string, string>, string[], string[]];
+    const num = (v: string | undefined): number | null => (v === undefined || v === '' ? null : Number(v));
+    const recentMap = new Map<string, number>();
+    for (let i = 0; i + 1 < recent.length; i += 2) recentMap.set(recent[i], Number(recent[i + 1]));
+    return {
+      clock: { streamTime: num(ckpt.streamTime), lastClosed: num(ckpt.lastClosed), idleWatermark: num(ckpt.idleWatermark) },
+      panes: panes.map(Number),
+      recent: recentMap,
+    };
+  }
+
+  /** Groups active in each of the given panes of a partition. */
+  async activeGroups(partition: number, panes: number[]): Promise<Map<number, string[]>> {
+    const pipe = this.redis.pipeline();
+    for (const p of panes) pipe.smembers(this.keys.activeGroups(partition, p));
+    const replies = await this.exec(pipe) as string[][];
+    return new Map(panes.map((p, i) => [p, replies[i]]));
+  }
+
+  async evalCounts(windows: WindowRef[]): Promise<WindowAggregates[]> {
+    const pipe = this.redis.pipeline();
+    for (const w of windows) this.queueEval(pipe, w, 'c');
+    return (await this.exec(pipe)).map(parseCountsReply);
+  }
+
+  async evalValues(windows: WindowRef[]): Promise<WindowValues[]> {
+    const pipe = this.redis.pipeline();
+    for (const w of windows) this.queueEval(pipe, w, 'v');
+    return (await this.exec(pipe)).map(parseValuesReply);
+  }
+
+  private queueEval(pipe: ChainableCommander, w: WindowRef, mode: 'c' | 'v'): void {
+    const panes = panesOfWindow(w.end, this.plan.plan.window);
+    const { keys, args } = buildEvalWindowArgs({
+      hash: (p) => this.keys.paneHash(w.gid, p),
+      set: (p) => this.keys.paneSet(w.gid, p),
+      hll: (p, f) => this.keys.paneHll(w.gid, p, f),
+      scratch: this.keys.scratch(w.gid),
+    }, panes, this.switchable, mode);
+    pipe.kadeEvalWindowV1(keys.length, ...keys, ...args);
+  }
+
+  /** The window end of each group's last alert, or null. */
+  async readSuppression(gids: string[]): Promise<Map<string, number | null>> {
+    if (gids.length === 0) return new Map();
+    const pipe = this.redis.pipeline();
+    for (const g of gids) pipe.get(this.keys.suppression(g));
+    const replies = await this.exec(pipe) as Array<string | null>;
+    return new Map(gids.map((g, i) => [g, replies[i] === null ? null : Number(replies[i])]));
+  }
+
+  /**
+   * Records the outcome of closed windows once their alerts are acked: suppression anchors,
+   * recent matches, the partition checkpoint, and retires panes no window reads any more.
+   */
+  async commit(partition: number, input: CommitInput): Promise<void> {
+    const pipe = this.redis.pipeline();
+    for (const a of input.alerted) pipe.set(this.keys.suppression(a.gid), String(a.end), 'EX', this.ttlSeconds);
+    const recentKey = this.keys.recentMatches(partition);
+    for (const m of input.matched) pipe.zadd(recentKey, 'GT', m.end, m.gid);
+    if (input.matched.length > 0) pipe.expire(recentKey, this.ttlSeconds);
+    const { sizeMs, hopMs } = this.plan.plan.window;
+    if (input.clock.lastClosed !== null) {
+      pipe.zremrangebyscore(recentKey, '-inf', `(${input.clock.lastClosed - sizeMs - hopMs}`);
+    }
+    const ckpt = this.keys.checkpoint(partition);
+    const fields: Record<string, string> = {};
+    for (const [k, v] of Object.entries(input.clock)) fields[k] = v === null ? '' : String(v);
+    pipe.hset(ckpt, fields);
+    pipe.expire(ckpt, this.ttlSeconds);
+    if (input.retiredPanes.length > 0) {
+      pipe.zrem(this.keys.activePanes(partition), ...input.retiredPanes.map(String));
+      for (const p of input.retiredPanes) pipe.del(this.keys.activeGroups(partition, p));
+    }
+    await this.exec(pipe);
+  }
+
+  /** Saves the clock alone (after a batch that closed no window). */
+  async saveClock(partition: number, clock: ClockState): Promise<void> {
+    await this.commit(partition, { clock, matched: [], alerted: [], retiredPanes: [] });
+  }
+
+  private async exec(pipe: ChainableCommander): Promise<unknown[]> {
+    let replies: Array<[Error | null, unknown]> | null;
+    try {
+      replies = await pipe.exec();
+    } catch (cause) {
+      throw new DependencyError('redis', `redis pipeline failed: ${(cause as Error).message}`, { cause });
+    }
+    if (replies === null) throw new DependencyError('redis', 'redis pipeline was discarded');
+    return replies.map(([err, result]) => {
+      if (err !== null) throw classifyRedisError(err);
+      return result;
+    });
+  }
+}
+
+/** Redis error replies whose code means "try again later"; any other reply error is a bug. */
+const TRANSIENT_CODES = new Set(['LOADING', 'BUSY', 'READONLY', 'CLUSTERDOWN', 'TRYAGAIN', 'MASTERDOWN', 'MOVED', 'ASK']);
+
+function classifyRedisError(err: Error): Error {
+  if (err.name !== 'ReplyError') return new DependencyError('redis', err.message, { cause: err });
+  const code = err.message.split(' ', 1)[0];
+  return TRANSIENT_CODES.has(code) ? new DependencyError('redis', err.message, { cause: err }) : err;
+}

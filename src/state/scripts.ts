@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Redis, Result } from 'ioredis';
+import { packageRoot } from '../util/package-root';
+
+/**
+ * The Lua scripts, registered once per connection under versioned names (bump the suffix when a
+ * script's contract changes so a mixed-version fleet never runs a script it does not expect).
+ */
+export const SCRIPTS = {
+  kadeUpdatePaneV1: 'updatePane-N.lua',
+  kadeEvalWindowV1: 'evalWindow-N.lua',
+} as const;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    kadeUpdatePaneV1(numKeys: number, ...keysAndArgs: Array<string | number>): Result<[number, number], Context>;
+    kadeEvalWindowV1(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
+  }
+}
+
+export function luaSource(file: string): string {
+  return readFileSync(path.join(packageRoot(), 'src', 'state', 'lua', file), 'utf8');
+}
+
+export function registerScripts(redis: Redis): void {
+  for (const [name, file] of Object.entries(SCRIPTS)) {
+    if (typeof (redis as unknown as Record<string, unknown>)[name] === 'function') continue;
+    redis.defineCommand(name, { lua: luaSource(file) });
+  }
+}

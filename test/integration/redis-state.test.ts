@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import Redis from 'ioredis';
+import { CompiledPlan } from '../../src/detect/compiled-plan';
+import { loadRuleFile } from '../../src/rules/load-rules';
+import { KeyBuilder } from '../../src/state/keys';
+import { PaneDelta } from '../../src/state/pane-delta';
+import { RedisState } from '../../src/state/redis-state';
+import { packageRoot } from '../../src/util/package-root';
+import { REDIS_URL, deleteByPrefix, keysByPrefix, uniquePrefix } from '../helpers/redis';
+
+const MIN = 60_000;
+const T0 = Date.UTC(2026, 0, 5, 10, 0, 0);
+const seed = (): CompiledPlan => loadRuleFile(path.join(packageRoot(), 'rules', 'endpoint-permission-enumeration.rule.json'));
+
+function fieldIndex(plan: CompiledPlan, name: string): number {
+  const f = plan.fields.find((x) => x.accessor.name === name);
+  if (f === undefined) throw new Error(`no tracked field ${name}`);
+  return f.index;
+}
+
+describe('Redis state and its Lua scripts (real Redis)', function () {
+  let redis: Redis;
+  let prefix: string;
+  let plan: CompiledPlan;
+  let state: RedisState;
+  let DEC: number;
+  let URI: number;
+
+  before(() => { redis = new Redis(REDIS_URL); });
+  after(async () => { await redis.quit(); });
+  beforeEach(() => {
+    prefix = uniquePrefix('state');
+    plan = seed();
+    state = new RedisState(redis, new KeyBuilder(prefix, plan.plan.stateKey), plan, 600);
+    DEC = fieldIndex(plan, 'kubernetes.audit.annotations.authorization_k8s_io/decision');
+    URI = fieldIndex(plan, 'kubernetes.audit.requestURI');
+  });
+  afterEach(async () => { await deleteByPrefix(redis, prefix); });
+
+  const delta = (over: Partial<PaneDelta> & { uris?: string[]; decisions?: string[] }): PaneDelta => ({
+    gid: over.gid ?? 'g1',
+    groupKey: over.groupKey ?? ['mallory', '203.0.113.9'],
+    pane: over.pane ?? T0,
+    count: over.count ?? over.offsets?.length ?? 1,
+    minOffset: over.minOffset ?? Math.min(...(over.offsets ?? [0])),
+    maxOffset: over.maxOffset ?? Math.max(...(over.offsets ?? [0])),
+    offsets: over.offsets ?? [0],
+    members: new Map([[DEC, new Set(over.decisions ?? ['allow'])], [URI, new Set(over.uris ?? ['/a'])]]),
+  });
+
+  it('updatePane: a replayed batch does not count twice', async () => {
+    const d = delta({ offsets: [10, 11, 12], uris: ['/a', '/b'] });
+    await state.applyBatch(0, [d], new Map([[T0, new Set(['g1'])]]), T0);
+    const again = await state.applyBatch(0, [d], new Map([[T0, new Set(['g1'])]]), T0);
+    assert.equal(again.replayed, 1);
+    const [agg] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    assert.equal(agg.count, 3);
+    assert.equal(agg.distinct.get(URI), 2);
+  });
+
+  it('updatePane: a replay whose batch overlaps an applied one counts only the new records', async () => {
+    await state.applyBatch(0, [delta({ offsets: [10, 11, 12] })], new Map(), null);
+    // After a crash the batch comes back longer: 10..15, of which 13..15 are new.
+    const res = await state.applyBatch(0, [delta({ offsets: [10, 11, 12, 13, 14, 15], uris: ['/a', '/z'] })], new Map(), null);
+    assert.equal(res.replayed, 1);
+    const [agg] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    assert.equal(agg.count, 6);
+    assert.equal(agg.distinct.get(URI), 2);
+  });
+
+  it('evalWindow: unions panes; counts add, distinct values merge', async () => {
+    await state.applyBatch(0, [
+      delta({ pane: T0, offsets: [1, 2], uris: ['/a', '/b'], decisions: ['allow'] }),
+      delta({ pane: T0 + 5 * MIN, offsets: [3], uris: ['/b', '/c'], decisions: ['forbid'] }),
+      delta({ pane: T0 + 6 * MIN, offsets: [4], uris: ['/d'] }),
+    ], new Map(), null);
+    const [w6, w7] = await state.evalCounts([{ gid: 'g1', end: T0 + 6 * MIN }, { gid: 'g1', end: T0 + 7 * MIN }]);
+    assert.equal(w6.count, 3);
+    assert.equal(w6.distinct.get(URI), 3);
+    assert.equal(w6.distinct.get(DEC), 2);
+    // window [T0+1m, T0+7m) has lost pane T0 and gained pane T0+6m
+    assert.equal(w7.count, 2);
+    assert.equal(w7.distinct.get(URI), 3);
+    assert.equal(w7.distinct.get(DEC), 2);
+    const [vals] = await state.evalValues([{ gid: 'g1', end: T0 + 6 * MIN }]);
+    assert.deepEqual(vals.groupKey, ['mallory', '203.0.113.9']);
+    assert.deepEqual([...(vals.members.get(URI) ?? [])].sort(), ['/a', '/b', '/c']);
+  });
+
+  it('updatePane: a pane reaching the count bound drops its sets and poisons its windows', async () => {
+    await state.applyBatch(0, [delta({ offsets: Array.from({ length: 74 }, (_, i) => i), uris: ['/a', '/b'] })], new Map(), null);
+    const [before] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    assert.equal(before.pruned, false);
+    assert.equal(before.count, 74);
+    await state.applyBatch(0, [delta({ offsets: [100] })], new Map(), null);
+    const [agg] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    assert.equal(agg.pruned, true);
+    assert.equal(agg.count, 75);
+    const keys = new KeyBuilder(prefix, plan.plan.stateKey);
+    assert.equal(await redis.exists(keys.paneSet('g1', T0)), 0, 'the pane set is gone');
+    assert.equal(plan.matches(agg), false);
+  });
+
+  it('updatePane: a count_distinct-only field switches to a HyperLogLog above the exact threshold', async () => {
+    const small = new CompiledPlan({ ...plan.plan, distinctExactThreshold: 3, condition: plan.plan.condition.filter((c) => c.aggregate !== 'Esql.document_count') });
+    assert.equal(small.pruneAt, 0);
+    const s = new RedisState(redis, new KeyBuilder(prefix, 'small'), small, 600);
+    const decisions = Array.from({ length: 50 }, (_, i) => `d${i}`);
+    await s.applyBatch(0, [delta({ offsets: [1], decisions: decisions.slice(0, 3) })], new Map(), null);
+    const [exact] = await s.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    assert.equal(exact.distinct.get(DEC), 3);
+    assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll('g1', T0, DEC)), 0, 'still exact at the threshold');
+    await s.applyBatch(0, [delta({ offsets: [2], decisions })], new Map(), null);
+    await s.applyBatch(0, [delta({ pane: T0 + MIN, offsets: [3], decisions: ['d0', 'x1'] })], new Map(), null);
+    assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll('g1', T0, DEC)), 1, 'switched');
+    const [approx] = await s.evalCounts([{ gid: 'g1', end: T0 + 2 * MIN }]);
+    // HyperLogLog of 51 values: Redis' sparse encoding is exact at this size.
+    assert.equal(approx.distinct.get(DEC), 51);
+    // the URI field is also read by values(): it never switches
+    assert.equal(approx.distinct.get(URI), 1);
+  });
+
+  it('every key written has a TTL', async () => {
+    await state.applyBatch(3, [delta({ offsets: [1, 2] })], new Map([[T0, new Set(['g1'])]]), T0 + 1);
+    await state.commit(3, {
+      clock: { streamTime: T0 + 1, lastClosed: T0 + MIN, idleWatermark: null },
+      matched: [{ gid: 'g1', end: T0 + MIN }], alerted: [{ gid: 'g1', end: T0 + MIN }], retiredPanes: [],
+    });
+    const keys = await keysByPrefix(redis, prefix);
+    assert.ok(keys.length >= 6, `expected the pane, partition and suppression keys, got ${keys.join(' ')}`);
+    for (const k of keys) {
+      const ttl = await redis.ttl(k);
+      assert.ok(ttl > 0 && ttl <= 600, `${k} has TTL ${ttl}`);
+    }
+  });
+
+  it('commit and loadPartition round-trip the checkpoint, active panes and recent matches', async () => {
+    await state.applyBatch(2, [delta({ offsets: [1] })], new Map([[T0, new Set(['g1'])], [T0 + MIN, new Set(['g2'])]]), T0 + 90_000);
+    await state.commit(2, {
+      clock: { streamTime: T0 + 90_000, lastClosed: T0 + MIN, idleWatermark: null },
+      matched: [{ gid: 'g1', end: T0 + MIN }], alerted: [], retiredPanes: [T0],
+    });
+    const snap = await state.loadPartition(2);
+    assert.deepEqual(snap.clock, { streamTime: T0 + 90_000, lastClosed: T0 + MIN, idleWatermark: null });
+    assert.deepEqual(snap.panes, [T0 + MIN]);
+    assert.deepEqual([...snap.recent], [['g1', T0 + MIN]]);
+    const active = await state.activeGroups(2, [T0, T0 + MIN]);
+    assert.deepEqual(active.get(T0), [], 'retired pane forgotten');
+    assert.deepEqual(active.get(T0 + MIN), ['g2']);
+  });
+});
