@@ -64,13 +64,19 @@ kafka_answers() {
   [[ "${out:8:12}" == "4b4144450000" ]]
 }
 
-# pids of java processes running kafka.Kafka with OUR config file
+# true if process $1 is a JVM running kafka.Kafka with OUR config file
+is_our_broker() {
+  local cmd
+  cmd="$(tr '\0' ' ' 2>/dev/null < "/proc/$1/cmdline")" || return 1
+  [[ "$cmd" == *" kafka.Kafka $CFG"* ]]
+}
+
+# pids of all such processes
 our_pids() {
-  local f pid cmd
+  local f pid
   for f in /proc/[0-9]*/cmdline; do
     pid="${f#/proc/}"; pid="${pid%/cmdline}"
-    cmd="$(tr '\0' ' ' < "$f" 2>/dev/null)" || continue
-    [[ "$cmd" == *" kafka.Kafka $CFG"* ]] && echo "$pid"
+    if is_our_broker "$pid"; then echo "$pid"; fi
   done
   return 0
 }
@@ -80,7 +86,7 @@ pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 recorded_pid() {
   local pid=""
   [[ -f "$PIDF" ]] && pid="$(tr -dc '0-9' < "$PIDF")"
-  if pid_alive "$pid" && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF " kafka.Kafka $CFG"; then
+  if pid_alive "$pid" && is_our_broker "$pid"; then
     echo "$pid"
   fi
 }
@@ -184,7 +190,7 @@ launch() {
   local pid=$!
   sleep 0.2
   # setsid forks only when it is a process group leader; fall back to scanning /proc
-  if ! tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF " kafka.Kafka $CFG"; then
+  if ! is_our_broker "$pid"; then
     pid="$(our_pids | head -n1)"
   fi
   echo "$pid" > "$PIDF"

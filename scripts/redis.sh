@@ -39,7 +39,8 @@ our_pid() {
   local pid=""
   [[ -f "$PIDF" ]] && pid="$(tr -dc '0-9' < "$PIDF")"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "redis-server.*:$PORT\b" && echo "$pid"
+  local cmd; cmd="$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline")" || return 0
+  if [[ "$cmd" =~ redis-server.*:$PORT([^0-9]|$) ]]; then echo "$pid"; fi
   return 0
 }
 

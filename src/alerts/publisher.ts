@@ -2,6 +2,7 @@ import { Kafka, Producer } from 'kafkajs';
 import { AlertSink } from '../detect/detector';
 import { Alert } from './alert';
 import { createProducer } from '../ingest/kafka';
+import { sendChunked } from '../ingest/send-chunked';
 import { AlertCodec, AlertFormat, CONTENT_TYPE } from './codec';
 
 /** Publishes alerts to the alerts topic, keyed by alert id; resolves when the broker acked all. */
@@ -18,15 +19,14 @@ export class KafkaAlertSink implements AlertSink {
 
   async publish(alerts: Alert[]): Promise<void> {
     if (this.producer === null) throw new Error('alert sink used before connect()');
-    await this.producer.send({
+    await sendChunked(this.producer, [{
       topic: this.topic,
-      acks: -1,
       messages: alerts.map((a) => ({
         key: a.id,
         value: this.codec.encode(a, this.format),
         headers: { 'content-type': CONTENT_TYPE[this.format], 'kade.rule.id': a.ruleId },
       })),
-    });
+    }], { acks: -1 });
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import { BadInputError } from '../ingest/errors';
 import { deadLetter } from '../ingest/dead-letter';
 import { KeyedCodec } from '../ingest/keyed-codec';
 import { createProducer } from '../ingest/kafka';
+import { sendChunked } from '../ingest/send-chunked';
 import { Logger } from '../ops/logger';
 import { Metrics } from '../ops/metrics';
 import { KeyBuilder } from '../state/keys';
@@ -113,7 +114,7 @@ export class DetectorStage {
         }
       }
       if (bad.length > 0) {
-        await this.dlqProducer!.send({ topic: dlqTopic(config), acks: -1, messages: bad });
+        await sendChunked(this.dlqProducer!, [{ topic: dlqTopic(config), messages: bad }], { acks: -1 });
         this.metrics.outcomes.inc({ stage: 'detector', outcome: 'dead_lettered' }, bad.length);
       }
       const hw = Number(batch.highWatermark);

@@ -23,7 +23,8 @@ export interface ItemFailure {
 }
 
 export interface DecodedMessage {
-  events: NormalizedEvent[];
+  /** Each good event with its position inside the message. */
+  events: Array<NormalizedEvent & { index: number }>;
   failures: ItemFailure[];
 }
 
@@ -51,7 +52,7 @@ export function decodeRawMessage(value: Buffer | null, opts: NormalizeOptions): 
   items.forEach((item, index) => {
     try {
       const event = typeof item === 'string' ? parseJson(item) : item;
-      out.events.push(normalizeEvent(event, opts));
+      out.events.push({ ...normalizeEvent(event, opts), index });
     } catch (err) {
       if (!(err instanceof BadInputError)) throw err;
       out.failures.push({ index, error: err });
@@ -154,8 +155,8 @@ function responseStatus(value: unknown): ResponseStatus | null {
   if (value === undefined || value === null) return null;
   if (!isObject(value)) throw wrongType('responseStatus', 'an object', value);
   const code = value.code;
-  if (code !== undefined && code !== null && !(typeof code === 'number' && Number.isInteger(code))) {
-    throw wrongType('responseStatus.code', 'an integer', code);
+  if (code !== undefined && code !== null && !(typeof code === 'number' && Number.isInteger(code) && code >= INT32_MIN && code <= INT32_MAX)) {
+    throw wrongType('responseStatus.code', 'a 32-bit integer', code);
   }
   const p = 'responseStatus.';
   return {
@@ -192,6 +193,9 @@ function optString(obj: Record<string, unknown>, key: string, prefix = ''): stri
   return v;
 }
 
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
 const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/i;
 
 /** Parses an RFC 3339 timestamp to microseconds since the epoch (sub-microsecond digits dropped). */
@@ -200,6 +204,10 @@ export function parseTimestampMicros(text: string): number | null {
   if (m === null) return null;
   const seconds = Date.parse(`${m[1]}${m[3].toUpperCase()}`);
   if (Number.isNaN(seconds)) return null;
+  // Date.parse rolls impossible dates over (Feb 30 -> Mar 2, 24:00 -> next day): reject them.
+  const [y, mo, d, h, mi, se] = m[1].split(/[-T:]/).map(Number);
+  const back = new Date(Date.UTC(y, mo - 1, d, h, mi, se));
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || back.getUTCHours() !== h) return null;
   const fraction = m[2] === undefined ? 0 : Number(m[2].padEnd(6, '0').slice(0, 6));
   return seconds * 1000 + fraction;
 }

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import { Kafka, Message } from 'kafkajs';
 import { isObject } from './normalize';
 import { createProducer } from './kafka';
+import { sendChunked } from './send-chunked';
 
 export interface ReplayOptions {
   topic: string;
@@ -71,7 +72,7 @@ export async function replay(kafka: Kafka, sources: string[], opts: ReplayOption
   const headers = opts.namespace === undefined ? undefined : { [opts.namespaceHeader]: opts.namespace };
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    await producer.send({ topic: opts.topic, acks: -1, messages: batch });
+    await sendChunked(producer, [{ topic: opts.topic, messages: batch }], { acks: -1 });
     sent += batch.length;
     batch = [];
   };

@@ -52,20 +52,30 @@ export function routeRecords(records: SourceRecord[], opts: RouteOptions): Route
       out.deadLettered++;
     }
     for (const ev of decoded.events) {
-      let kept = false;
-      for (const plan of opts.plans) {
-        if (!plan.accepts(ev.record)) continue;
-        kept = true;
-        const projected = plan.project(ev.record);
-        for (const group of plan.groupsOf(ev.record)) {
-          out.keyed.push({
-            key: groupKafkaKey(group),
-            value: opts.codec.encode({ rule: plan.id, group, eventTime: ev.eventTime, record: projected }),
-          });
+      const keyed: Message[] = [];
+      try {
+        for (const plan of opts.plans) {
+          if (!plan.accepts(ev.record)) continue;
+          const projected = plan.project(ev.record);
+          for (const group of plan.groupsOf(ev.record)) {
+            keyed.push({
+              key: groupKafkaKey(group),
+              value: opts.codec.encode({ rule: plan.id, group, eventTime: ev.eventTime, record: projected }),
+            });
+          }
         }
+      } catch (err) {
+        // Normalization should have caught it; a value Avro cannot hold is still bad input.
+        out.dlq.push(deadLetter(src, new BadInputError('unencodable', `event cannot be encoded: ${(err as Error).message}`), ev.index));
+        out.deadLettered++;
+        continue;
       }
-      if (kept) out.routed++;
-      else out.filtered++;
+      if (keyed.length > 0) {
+        out.keyed.push(...keyed);
+        out.routed++;
+      } else {
+        out.filtered++;
+      }
     }
   }
   return out;

@@ -1,10 +1,11 @@
-import { Kafka, Producer, Consumer, CompressionTypes } from 'kafkajs';
+import { Kafka, Producer, Consumer } from 'kafkajs';
 import { KadeConfig, dlqTopic } from '../config/load';
 import { CompiledPlan } from '../detect/compiled-plan';
 import { Logger } from '../ops/logger';
 import { Metrics } from '../ops/metrics';
 import { runBatchLoop } from './batch-loop';
 import { createProducer } from './kafka';
+import { sendChunked } from './send-chunked';
 import { KeyedCodec } from './keyed-codec';
 import { RouteOptions, routeRecords } from './route';
 
@@ -56,7 +57,7 @@ export class RouterStage {
       if (result.keyed.length > 0) topicMessages.push({ topic: config.topics.keyed, messages: result.keyed });
       if (result.dlq.length > 0) topicMessages.push({ topic: dlq, messages: result.dlq });
       // Acked by all in-sync replicas before the batch's offsets are resolved.
-      if (topicMessages.length > 0) await producer.sendBatch({ topicMessages, acks: -1, compression: CompressionTypes.None });
+      await sendChunked(producer, topicMessages, { acks: -1 });
       this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'routed' }, result.routed);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'filtered' }, result.filtered);

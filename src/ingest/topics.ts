@@ -4,12 +4,14 @@ import { KadeConfig, dlqTopic } from '../config/load';
 export interface TopicSpec {
   topic: string;
   numPartitions: number;
+  configEntries?: Array<{ name: string; value: string }>;
 }
 
 export function topicSpecs(config: KadeConfig): TopicSpec[] {
   return [
     { topic: config.topics.raw, numPartitions: config.topics.rawPartitions },
-    { topic: dlqTopic(config), numPartitions: 1 },
+    // A dead letter keeps the original bytes: let it be larger than any raw record can be.
+    { topic: dlqTopic(config), numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: String(16 * 1024 * 1024) }] },
     { topic: config.topics.keyed, numPartitions: config.topics.keyedPartitions },
     { topic: config.topics.alerts, numPartitions: config.topics.alertsPartitions },
   ];
@@ -31,7 +33,7 @@ export async function ensureTopics(kafka: Kafka, config: KadeConfig, create = tr
     if (create && missing.length > 0) {
       await admin.createTopics({
         waitForLeaders: true,
-        topics: missing.map((s) => ({ topic: s.topic, numPartitions: s.numPartitions, replicationFactor: config.topics.replicationFactor })),
+        topics: missing.map((s) => ({ topic: s.topic, numPartitions: s.numPartitions, replicationFactor: config.topics.replicationFactor, configEntries: s.configEntries })),
       });
     }
     const present = specs.filter((s) => existing.has(s.topic)).map((s) => s.topic);

@@ -70,6 +70,9 @@ export class PartitionClock {
    * now. Returns true if the watermark moved.
    */
   advanceIdle(nowMs: number, caughtUp: boolean): boolean {
+    // A partition that never saw data has no window to close; an idle watermark set now would
+    // make its first records late.
+    if (this.state.streamTime === null) return false;
     if (!caughtUp || nowMs - this.lastRecordWallMs < this.idleTimeoutMs) return false;
     const candidate = nowMs - this.latenessMs;
     const current = this.watermark();

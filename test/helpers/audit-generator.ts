@@ -40,6 +40,7 @@ export interface AttackSpec {
   /** Time of the attack's last event, ms. */
   endMs: number;
   kind: string;
+  /** Always a boolean from this generator (every expectation is exact); 'depends' is reserved. */
   expectAlert: boolean | 'depends';
   description: string;
   /** Raw events the attack adds to the stream (all stages and verbs). */
@@ -342,7 +343,9 @@ function responseStatus(req: Req, stage: Stage, username: string | null): Record
       return {
         metadata: {},
         status: 'Failure',
-        message: `Operation cannot be fulfilled on ${kind}${ref?.apiGroup !== undefined ? '.' + ref.apiGroup : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        message:
+          `Operation cannot be fulfilled on ${kind}${ref?.apiGroup !== undefined ? '.' + ref.apiGroup : ''} "${name}": ` +
+          'the object has been modified; please apply your changes to the latest version and try again',
         reason: 'Conflict',
         details: { name, group: ref?.apiGroup ?? '', kind },
         code: 409,
@@ -439,6 +442,7 @@ type ActorClass =
   | 'admin'
   | 'developer'
   | 'ci'
+  | 'workload'
   | 'operator'
   | 'health'
   | 'scanner'
@@ -446,12 +450,13 @@ type ActorClass =
 
 /** Share of each cluster's traffic by class. */
 const CLASS_SHARE: Record<ActorClass, number> = {
-  'control-plane': 0.44,
-  kubelet: 0.35,
+  'control-plane': 0.4,
+  kubelet: 0.33,
   apiserver: 0.05,
   admin: 0.025,
   developer: 0.035,
   ci: 0.04,
+  workload: 0.06,
   operator: 0.03,
   health: 0.02,
   scanner: 0.006,
@@ -472,8 +477,11 @@ function clusterName(index: number): string {
 function makeCluster(rng: Rng, index: number, scale: number): ClusterState {
   const nodeCount = Math.max(1, Math.round((NODES_PER_CLUSTER[index] ?? 3) * scale));
   const pool = index % 2 === 0 ? 'pool' : 'vmss';
+  // EKS-style names on even clusters, AKS-style on odd ones.
   const nodes = Array.from({ length: nodeCount }, (_, i) =>
-    pool === 'pool' ? `ip-10-${index}-${1 + Math.floor(i / 200)}-${10 + (i % 200)}.ec2.internal` : `aks-nodepool1-${10000000 + index * 7919}-vmss${String(i).padStart(6, '0')}`,
+    pool === 'pool'
+      ? `ip-10-${index}-${1 + Math.floor(i / 200)}-${10 + (i % 200)}.ec2.internal`
+      : `aks-nodepool1-${10000000 + index * 7919}-vmss${String(i).padStart(6, '0')}`,
   );
   const namespaces = [...SYSTEM_NAMESPACES, ...APP_NAMESPACES];
   const names = new Map<string, string[]>();
@@ -627,8 +635,17 @@ function makeActors(rng: Rng, cluster: ClusterState, scale: number, humans: Huma
   add(
     'control-plane',
     4,
-    { username: 'system:kube-controller-manager', groups: ['system:authenticated'], sourceIPs: cpIps, userAgent: `${COMPONENT_UA('kube-controller-manager')}/leader-election` },
-    [...leaseOps('kube-system', 'kube-controller-manager'), { w: 1, verb: 'get', res: 'configmaps', ns: 'kube-system', name: 'extension-apiserver-authentication' }, { w: 1, verb: 'create', res: 'tokenreviews' }],
+    {
+      username: 'system:kube-controller-manager',
+      groups: ['system:authenticated'],
+      sourceIPs: cpIps,
+      userAgent: `${COMPONENT_UA('kube-controller-manager')}/leader-election`,
+    },
+    [
+      ...leaseOps('kube-system', 'kube-controller-manager'),
+      { w: 1, verb: 'get', res: 'configmaps', ns: 'kube-system', name: 'extension-apiserver-authentication' },
+      { w: 1, verb: 'create', res: 'tokenreviews' },
+    ],
     rbacReason('ClusterRoleBinding', 'system:kube-controller-manager', 'system:kube-controller-manager', 'User "system:kube-controller-manager"'),
   );
   add(
@@ -765,6 +782,31 @@ function makeActors(rng: Rng, cluster: ClusterState, scale: number, humans: Huma
     );
   }
 
+  // In-cluster workloads reading their own config with their service account.
+  const workloadCount = Math.max(1, Math.round(20 * scale));
+  for (let i = 0; i < workloadCount; i++) {
+    const ns = APP_NAMESPACES[i % APP_NAMESPACES.length];
+    const app = `${APPS[i % APPS.length]}${i >= APPS.length ? `-${Math.floor(i / APPS.length)}` : ''}`;
+    add(
+      'workload',
+      1,
+      {
+        username: `system:serviceaccount:${ns}:${app}`,
+        uid: rng.uuid(),
+        groups: SA_GROUPS(ns),
+        sourceIPs: [`10.${100 + c}.${10 + Math.floor(i / 250)}.${(i % 250) + 2}`],
+        userAgent: rng.pick(['Go-http-client/2.0', 'okhttp/4.12.0', 'kubernetes-client-python/29.0.0', `${app}/1.0 (linux/amd64) kubernetes/$Format`]),
+      },
+      [
+        { w: 3, verb: 'get', res: 'configmaps', ns, name: `${app}-config` },
+        { w: 2, verb: 'get', res: 'secrets', ns, name: `${app}-credentials` },
+        { w: 1, verb: 'watch', res: 'endpoints', ns },
+        { w: 1, verb: 'list', res: 'pods', ns, query: `?labelSelector=app%3D${app}` },
+      ],
+      rbacReason('RoleBinding', `${app}-reader`, 'view', `ServiceAccount "${app}/${ns}"`),
+    );
+  }
+
   // Operators with incomplete RBAC: retried 403s, but never on more than 3 resources in total.
   const operatorCount = Math.max(1, Math.round(2 * scale));
   for (let i = 0; i < operatorCount; i++) {
@@ -855,7 +897,13 @@ function makeActors(rng: Rng, cluster: ClusterState, scale: number, humans: Huma
   return actors;
 }
 
-const SCANNER_UAS = ['Mozilla/5.0 zgrab/0.x', 'python-requests/2.31.0', 'curl/7.88.1', 'Go-http-client/1.1', 'masscan/1.3 (https://github.com/robertdavidgraham/masscan)'];
+const SCANNER_UAS = [
+  'Mozilla/5.0 zgrab/0.x',
+  'python-requests/2.31.0',
+  'curl/7.88.1',
+  'Go-http-client/1.1',
+  'masscan/1.3 (https://github.com/robertdavidgraham/masscan)',
+];
 
 function publicIp(rng: Rng): string {
   // Avoids the documentation ranges reserved for attackers and the private ranges of clusters.
@@ -915,7 +963,10 @@ interface HumanProfile {
   ipChoices: Array<{ w: number; ips: string[] | null }>;
 }
 
-const FIRST_NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory', 'niaj', 'olivia', 'peggy', 'rupert', 'sybil', 'trent', 'victor', 'walter', 'zoe'];
+const FIRST_NAMES = [
+  'alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy',
+  'mallory', 'niaj', 'olivia', 'peggy', 'rupert', 'sybil', 'trent', 'victor', 'walter', 'zoe',
+];
 const KUBECTL_UAS = [
   'kubectl/v1.29.2 (darwin/arm64) kubernetes/4b8e819',
   'kubectl/v1.28.4 (linux/amd64) kubernetes/bae2c62',
@@ -964,7 +1015,8 @@ function watchQuery(rng: Rng, cluster: ClusterState, prefix: string): string {
   const seconds = rng.range(300, 600);
   cluster.rv += rng.range(1, 40);
   const sep = prefix === '' ? '?' : prefix.endsWith('&') ? '' : '&';
-  return `${prefix}${sep}allowWatchBookmarks=true&resourceVersion=${cluster.rv}&timeout=${Math.floor(seconds / 60)}m${seconds % 60}s&timeoutSeconds=${seconds}&watch=true`;
+  const timeout = `${Math.floor(seconds / 60)}m${seconds % 60}s`;
+  return `${prefix}${sep}allowWatchBookmarks=true&resourceVersion=${cluster.rv}&timeout=${timeout}&timeoutSeconds=${seconds}&watch=true`;
 }
 
 function opRequest(rng: Rng, actor: Actor, op: Op): Req {
@@ -977,7 +1029,13 @@ function opRequest(rng: Rng, actor: Actor, op: Op): Req {
     return { verb: op.verb, requestURI: uri, objectRef: def !== undefined ? objectRef(def) : undefined, code: 401, decision: null };
   }
   if (op.res === undefined) {
-    return { verb: op.verb, requestURI: op.path ?? '/', code: forbid ? 403 : 200, decision: forbid ? 'forbid' : 'allow', reason: forbid ? '' : actor.allowReason };
+    return {
+      verb: op.verb,
+      requestURI: op.path ?? '/',
+      code: forbid ? 403 : 200,
+      decision: forbid ? 'forbid' : 'allow',
+      reason: forbid ? '' : actor.allowReason,
+    };
   }
   const def = RES[op.res];
   let ns: string | undefined;
@@ -1108,7 +1166,8 @@ function probeTargets(rng: Rng, resources: number, extra: number, nonResource: n
     const def = RES[key];
     if (key === 'selfsubjectrulesreviews') {
       // `kubectl auth can-i --list`: one create per namespace asked about.
-      return { verb: 'create', requestURI: `${collectionPath(def, undefined)}${variant === 0 ? '' : `?ns=${PROBE_NAMESPACES[variant % PROBE_NAMESPACES.length]}-${variant}`}`, objectRef: objectRef(def), resource: def.resource, decision: null };
+      const query = variant === 0 ? '' : `?ns=${PROBE_NAMESPACES[variant % PROBE_NAMESPACES.length]}-${variant}`;
+      return { verb: 'create', requestURI: collectionPath(def, undefined) + query, objectRef: objectRef(def), resource: def.resource, decision: null };
     }
     const ns = def.namespaced ? PROBE_NAMESPACES[variant % PROBE_NAMESPACES.length] : undefined;
     const named = variant >= PROBE_NAMESPACES.length;
@@ -1804,7 +1863,9 @@ function backgroundTick(
   const ips = actor.ipChoices.length === 1 ? actor.identity.sourceIPs : rng.weighted(actor.ipChoices).ips;
   let identity: Identity = ips === actor.identity.sourceIPs ? actor.identity : { ...actor.identity, sourceIPs: ips };
   if (actor.cls === 'admin' && rng.chance(0.03)) {
-    identity = { ...identity, impersonatedUser: { username: `system:serviceaccount:${actor.cluster.namespaces[8]}:default`, groups: SA_GROUPS(actor.cluster.namespaces[8]) } };
+    // `kubectl --as`: the rule still groups by the impersonating user.
+    const ns = actor.cluster.namespaces[8];
+    identity = { ...identity, impersonatedUser: { username: `system:serviceaccount:${ns}:default`, groups: SA_GROUPS(ns) } };
   }
   // Skewed toward small delays: most events arrive nearly in order, a few up to maxJitterMs late.
   const u = rng.float();

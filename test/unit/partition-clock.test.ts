@@ -51,6 +51,12 @@ describe('partition clock: stream time, watermark, lateness, idleness', () => {
     assert.equal(c.watermark(), wall - 30_000);
   });
 
+  it('never gives an idle watermark to a partition that has seen no record', () => {
+    const c = new PartitionClock(spec, 30_000, 10_000, fresh, 0);
+    assert.equal(c.advanceIdle(T0 + 60 * MIN, true), false);
+    assert.equal(c.watermark(), null);
+  });
+
   it('lets a new record restart the idle timer', () => {
     let wall = 5_000_000;
     const c = new PartitionClock(spec, 0, 10_000, fresh, wall);

@@ -1,0 +1,61 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../../src/util/package-root';
+import { KadeConfig } from '../../src/config/load';
+
+export const CLI = path.join(packageRoot(), 'dist', 'src', 'cli.js');
+
+/** The KADE_* environment that makes a child process use this config. */
+export function envOf(config: KadeConfig): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    KADE_KAFKA_BROKERS: config.kafka.brokers.join(','),
+    KADE_TOPIC_RAW: config.topics.raw,
+    KADE_TOPIC_KEYED: config.topics.keyed,
+    KADE_TOPIC_ALERTS: config.topics.alerts,
+    KADE_TOPIC_RAW_PARTITIONS: String(config.topics.rawPartitions),
+    KADE_TOPIC_KEYED_PARTITIONS: String(config.topics.keyedPartitions),
+    KADE_ROUTER_GROUP_ID: config.router.groupId,
+    KADE_DETECTOR_GROUP_ID: config.detector.groupId,
+    KADE_DETECTOR_LATENESS_MS: String(config.detector.latenessMs),
+    KADE_DETECTOR_IDLE_TIMEOUT_MS: String(config.detector.idleTimeoutMs),
+    KADE_ALERTS_FORMAT: config.alerts.format,
+    KADE_ALERTS_SUPPRESSION_MS: String(config.alerts.suppressionMs),
+    KADE_REDIS_URL: config.redis.url,
+    KADE_REDIS_KEY_PREFIX: config.redis.keyPrefix,
+    KADE_LOG_LEVEL: process.env.KADE_TEST_LOG_LEVEL ?? 'info',
+    KAFKAJS_NO_PARTITIONER_WARNING: '1',
+  };
+}
+
+export interface KadeProcess {
+  child: ChildProcess;
+  logFile: string;
+  /** SIGTERM and wait for the exit code. */
+  stop(timeoutMs?: number): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/** Runs the built CLI as a separate process; its logs go to a file under /tmp. */
+export function spawnKade(args: string[], config: KadeConfig, tag: string): KadeProcess {
+  const logFile = path.join('/tmp', `kade-${tag}-${process.pid}-${Date.now()}.log`);
+  const log = createWriteStream(logFile);
+  const child = spawn(process.execPath, [CLI, ...args], { env: envOf(config), stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    logFile,
+    exited,
+    async stop(timeoutMs = 30_000) {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
