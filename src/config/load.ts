@@ -12,7 +12,7 @@ export interface KadeConfig {
   };
   router: {
     groupId: string; namespaceHeader: string; defaultNamespace: string;
-    timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; maxMessageBytes: number;
+    timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; alignMs: number; maxMessageBytes: number;
   };
   detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; tickMs: number; stateTtlSeconds: number };
   alerts: { format: 'avro' | 'json'; suppressionMs: number };

@@ -155,6 +155,12 @@ export const schema = {
       default: 'requestReceivedTimestamp',
       env: 'KADE_ROUTER_TIME_FIELD',
     },
+    alignMs: {
+      doc: 'Event-time alignment: a raw partition more than this far ahead of the slowest backlogged one is paused (0: off).',
+      format: 'non-negative-int',
+      default: 60000,
+      env: 'KADE_ROUTER_ALIGN_MS',
+    },
     maxMessageBytes: {
       doc: 'Raw records larger than this go to the dead-letter topic unparsed.',
       format: 'positive-int',

@@ -49,7 +49,10 @@ export class DetectorStage {
         now: Date.now,
       }, {
         applied: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'applied' }, n),
-        late: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'late' }, n),
+        late: (p, n) => {
+          metrics.outcomes.inc({ stage: 'detector', outcome: 'late' }, n);
+          log.warn({ partition: p, late: n }, 'late events: every window that could hold them is closed');
+        },
         windowsClosed: (_p, n) => metrics.windowsClosed.inc(n),
         matched: (alerted, suppressed) => {
           metrics.alerts.inc({ outcome: 'published' }, alerted);

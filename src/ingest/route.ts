@@ -24,6 +24,8 @@ export interface RouteResult {
   filtered: number;
   /** Events (or unreadable records) sent to the dead-letter topic. */
   deadLettered: number;
+  /** Max event time of the decoded events (ms), or null if none decoded. */
+  maxEventTime: number | null;
 }
 
 /**
@@ -31,7 +33,7 @@ export interface RouteResult {
  * keyed record per group the event belongs to. Bad input becomes dead letters, never an exception.
  */
 export function routeRecords(records: SourceRecord[], opts: RouteOptions): RouteResult {
-  const out: RouteResult = { keyed: [], dlq: [], routed: 0, filtered: 0, deadLettered: 0 };
+  const out: RouteResult = { keyed: [], dlq: [], routed: 0, filtered: 0, deadLettered: 0, maxEventTime: null };
   for (const src of records) {
     const namespace = headerString(src.headers, opts.namespaceHeader) ?? opts.defaultNamespace;
     let decoded;
@@ -52,6 +54,7 @@ export function routeRecords(records: SourceRecord[], opts: RouteOptions): Route
       out.deadLettered++;
     }
     for (const ev of decoded.events) {
+      if (out.maxEventTime === null || ev.eventTime > out.maxEventTime) out.maxEventTime = ev.eventTime;
       const keyed: Message[] = [];
       try {
         for (const plan of opts.plans) {

@@ -6,6 +6,7 @@ import { Metrics } from '../ops/metrics';
 import { runBatchLoop } from './batch-loop';
 import { createProducer } from './kafka';
 import { sendChunked } from './send-chunked';
+import { EventTimeAligner } from './event-time-aligner';
 import { KeyedCodec } from './keyed-codec';
 import { RouteOptions, routeRecords } from './route';
 
@@ -41,10 +42,17 @@ export class RouterStage {
       sessionTimeout: config.kafka.sessionTimeoutMs,
       maxBytesPerPartition: config.kafka.maxBytesPerPartition,
     });
-    await this.consumer.connect();
+    const consumer = this.consumer;
+    const aligner = new EventTimeAligner(config.router.alignMs);
+    const topic = config.topics.raw;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      const paused = aligner.reset();
+      if (paused.length > 0) consumer.resume([{ topic, partitions: paused }]);
+    });
+    await consumer.connect();
     const producer = this.producer;
     const dlq = dlqTopic(config);
-    await runBatchLoop(this.consumer, config.topics.raw, async (batch) => {
+    await runBatchLoop(consumer, topic, async (batch) => {
       const started = process.hrtime.bigint();
       const result = routeRecords(
         batch.messages.map((m) => ({
@@ -64,6 +72,12 @@ export class RouterStage {
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'dead_lettered' }, result.deadLettered);
       if (result.deadLettered > 0) this.log.warn({ partition: batch.partition, deadLettered: result.deadLettered }, 'bad input sent to the dead-letter topic');
       this.metrics.batchSeconds.observe({ stage: 'router' }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (config.router.alignMs > 0) {
+        const lag = Number(batch.highWatermark) - Number(batch.lastOffset()) - 1;
+        const { pause, resume } = aligner.update(batch.partition, result.maxEventTime, lag);
+        if (pause.length > 0) consumer.pause([{ topic, partitions: pause }]);
+        if (resume.length > 0) consumer.resume([{ topic, partitions: resume }]);
+      }
     });
   }
 
