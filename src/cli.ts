@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { loadConfig, KadeConfig, dlqTopic } from './config/load';
+import { ConfigError, loadConfig, KadeConfig, dlqTopic } from './config/load';
 import { formatAlert } from './alerts/format-alert';
 import { followAlerts } from './alerts/follow';
 import { createKafka } from './ingest/kafka';
@@ -118,14 +118,20 @@ async function run(config: KadeConfig, log: ReturnType<typeof createLogger>): Pr
   const running = await startKade(config, log);
   const signal = await waitForSignal();
   log.info({ signal }, 'shutting down');
+  const bound = setTimeout(() => {
+    log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish in time; exiting');
+    process.exit(1);
+  }, config.shutdownTimeoutMs);
+  bound.unref();
   await running.stop();
+  clearTimeout(bound);
   return 0;
 }
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
-    if (err instanceof UsageError || (err instanceof Error && /^[a-z.]+[A-Za-z]*: /.test(err.message))) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
       process.stderr.write(`kade: ${(err as Error).message}\n`);
       if (err instanceof UsageError) process.stderr.write(USAGE);
       process.exitCode = 2;

@@ -32,7 +32,9 @@ export async function runDemo(base: KadeConfig, log: Logger): Promise<number> {
     role: 'all',
     topics: { ...base.topics, raw: `kade.${run}.raw`, keyed: `kade.${run}.by-actor`, alerts: `kade.${run}.alerts`, dlq: '' },
     router: { ...base.router, groupId: `kade-${run}-router` },
-    detector: { ...base.detector, groupId: `kade-${run}-detector`, idleTimeoutMs: Math.min(base.detector.idleTimeoutMs, 2000), tickMs: 500 },
+    // A replay of a 20-minute log arrives as whole-log batches per raw partition: the lateness
+    // must cover the replay's span, or the second partition's events would all be late.
+    detector: { ...base.detector, groupId: `kade-${run}-detector`, latenessMs: Math.max(base.detector.latenessMs, 30 * 60_000), idleTimeoutMs: Math.min(base.detector.idleTimeoutMs, 2000), tickMs: 500 },
     redis: { ...base.redis, keyPrefix: `kade-${run}` },
   };
   const file = path.join(packageRoot(), 'demo', 'audit-demo.jsonl');

@@ -4,6 +4,7 @@ import { schema } from './schema';
 export interface KadeConfig {
   env: 'development' | 'test' | 'production';
   role: 'router' | 'detector' | 'all';
+  shutdownTimeoutMs: number;
   log: { level: string };
   kafka: { brokers: string[]; clientId: string; sessionTimeoutMs: number; maxBytesPerPartition: number };
   topics: {
@@ -30,8 +31,28 @@ export interface LoadOptions {
   overrides?: Record<string, unknown>;
 }
 
+/** Invalid configuration: the message names the key and the expected form. */
+export class ConfigError extends Error {
+  readonly retriable = false;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
 /** Loads and strictly validates the configuration; errors name the bad key and the expected form. */
 export function loadConfig(opts: LoadOptions = {}): { config: KadeConfig; describe: () => string } {
+  try {
+    return load(opts);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    // convict reports "configuration param 'x' not declared in the schema" for unknown keys.
+    const message = (err as Error).message.replace(/configuration param '([^']+)' not declared in the schema/g, "$1: unknown key (not in kade's configuration schema)");
+    throw new ConfigError(message, { cause: err });
+  }
+}
+
+function load(opts: LoadOptions): { config: KadeConfig; describe: () => string } {
   const conf = convict(schema, { env: opts.env ?? process.env, args: [] });
   const files = [...(opts.files ?? [])];
   const fromEnv = (opts.env ?? process.env).KADE_CONFIG_FILE;
@@ -42,7 +63,7 @@ export function loadConfig(opts: LoadOptions = {}): { config: KadeConfig; descri
   const config = conf.getProperties() as unknown as KadeConfig;
   if (config.env === 'production' && config.redis.url === schema.redis.url.default) {
     // Not a secret here, but production must say where its state lives.
-    throw new Error('redis.url: production requires an explicit Redis URL (KADE_REDIS_URL)');
+    throw new ConfigError('redis.url: production requires an explicit Redis URL (KADE_REDIS_URL)');
   }
   return { config, describe: () => conf.toString() };
 }

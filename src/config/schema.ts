@@ -46,6 +46,12 @@ export const schema = {
     env: 'KADE_ROLE',
     arg: 'role',
   },
+  shutdownTimeoutMs: {
+    doc: 'On SIGTERM, the in-flight batch, commits and producer flushes must finish within this; then the process exits 1.',
+    format: 'positive-int',
+    default: 30000,
+    env: 'KADE_SHUTDOWN_TIMEOUT_MS',
+  },
   log: {
     level: {
       doc: 'pino log level.',
