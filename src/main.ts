@@ -7,6 +7,10 @@ import { ensureTopics } from './ingest/topics';
 import { Logger } from './ops/logger';
 import { Metrics } from './ops/metrics';
 import { loadRules } from './rules/load-rules';
+import { startHttp } from './ops/http';
+import { packageRoot } from './util/package-root';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 export interface Running {
   router: RouterStage | null;
@@ -42,6 +46,16 @@ export async function startKade(config: KadeConfig, log: Logger, metrics = new M
     detector = new DetectorStage(createKafka(config, log, 'detector'), redis, config, plans, log.child({ module: 'detector' }), metrics);
     await detector.start();
   }
+  const version = (JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+  const http = config.http.port > 0
+    ? await startHttp(config.http.port, metrics, {
+      version,
+      ready: async () => {
+        if (redis !== null && (await redis.ping()) !== 'PONG') return false;
+        return (router?.isReady() ?? true) && (detector?.isReady() ?? true);
+      },
+    })
+    : null;
   let stopping: Promise<void> | null = null;
   return {
     router,
@@ -51,6 +65,7 @@ export async function startKade(config: KadeConfig, log: Logger, metrics = new M
       await router?.close();
       await detector?.close();
       await redis?.quit();
+      await new Promise<void>((resolve) => (http === null ? resolve() : http.close(() => resolve())));
       log.info('kade stopped');
     })()),
   };

@@ -135,6 +135,11 @@ export class DetectorStage {
     }));
   }
 
+  /** Joined its consumer group (and not rebalancing). */
+  isReady(): boolean {
+    return this.joined;
+  }
+
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     await this.consumer?.disconnect();

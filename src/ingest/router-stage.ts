@@ -13,6 +13,7 @@ import { RouteOptions, routeRecords } from './route';
 /** The router stage: raw topic -> keyed topic (+ dead letters). init / start / close. */
 export class RouterStage {
   private consumer: Consumer | null = null;
+  private joined = false;
   private producer: Producer | null = null;
   private readonly opts: RouteOptions;
 
@@ -45,7 +46,9 @@ export class RouterStage {
     const consumer = this.consumer;
     const aligner = new EventTimeAligner(config.router.alignMs);
     const topic = config.topics.raw;
+    consumer.on(consumer.events.REBALANCING, () => { this.joined = false; });
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.joined = true;
       const paused = aligner.reset();
       if (paused.length > 0) consumer.resume([{ topic, partitions: paused }]);
     });
@@ -79,6 +82,11 @@ export class RouterStage {
         if (resume.length > 0) consumer.resume([{ topic, partitions: resume }]);
       }
     });
+  }
+
+  /** Joined its consumer group (and not rebalancing). */
+  isReady(): boolean {
+    return this.joined;
   }
 
   async close(): Promise<void> {
