@@ -1,7 +1,7 @@
 import { Alert, buildAlert } from '../alerts/alert';
 import { AuditRecord } from '../ingest/audit-record';
 import { PaneDelta } from '../state/pane-delta';
-import { RedisState, WindowRef } from '../state/redis-state';
+import { DetectorState, WindowRef } from '../state/detector-state';
 import { PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
@@ -59,7 +59,7 @@ export class Detector {
 
   constructor(
     private readonly plan: CompiledPlan,
-    private readonly state: RedisState,
+    private readonly state: DetectorState,
     private readonly sink: AlertSink,
     private readonly opts: DetectorOptions,
     private readonly events: Partial<DetectorEvents> = {},

@@ -1,45 +1,18 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { CompiledPlan, WindowAggregates, GroupKey } from '../detect/compiled-plan';
+import { CompiledPlan, WindowAggregates } from '../detect/compiled-plan';
 import { DependencyError } from '../ingest/errors';
 import { ClockState } from '../window/partition-clock';
+import { CommitInput, DetectorState, PartitionSnapshot, WindowRef, WindowValues } from './detector-state';
 import { panesOfWindow } from '../window/panes';
 import { KeyBuilder } from './keys';
 import { PaneDelta, UpdatePaneParams, buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply } from './pane-delta';
 import { registerScripts } from './scripts';
 
-export interface PartitionSnapshot {
-  clock: ClockState;
-  /** Panes with data on this partition that some unevaluated window may still hold. */
-  panes: number[];
-  /** group id -> end of the last window in which it matched. */
-  recent: Map<string, number>;
-}
-
-export interface WindowRef {
-  gid: string;
-  end: number;
-}
-
-export interface WindowValues {
-  groupKey: GroupKey | null;
-  members: Map<number, string[]>;
-}
-
-export interface CommitInput {
-  clock: ClockState;
-  /** Windows that matched (alerted or suppressed). */
-  matched: WindowRef[];
-  /** Windows that alerted: their end becomes the group's suppression anchor. */
-  alerted: WindowRef[];
-  /** Panes no window can read any more. */
-  retiredPanes: number[];
-}
-
 /**
- * The state interface of the detector, on Redis. Each method is one pipelined round trip (two
+ * The detector's state on Redis (or Redis Cluster). Each method is one pipelined round trip (two
  * when a replay overlaps a batch already applied).
  */
-export class RedisState {
+export class RedisState implements DetectorState {
   private readonly update: UpdatePaneParams;
   private readonly switchable: number[];
 
