@@ -94,6 +94,10 @@ export class DetectorStage {
         }
       }).catch((err) => this.log.error({ err }, 'loading partition state failed'));
     });
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      if (e.payload.topic !== config.topics.keyed) return;
+      for (const d of this.detectors.values()) d.notePosition(e.payload.partition, Number(e.payload.lastOffset), Number(e.payload.highWatermark));
+    });
     await consumer.connect();
     this.timer = setInterval(() => {
       if (!this.joined) return;

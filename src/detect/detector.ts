@@ -141,12 +141,23 @@ export class Detector {
     }
     await this.state.applyBatch(partition, [...deltas.values()], activeByPane, ps.clock.snapshot().streamTime);
     for (const pane of activeByPane.keys()) ps.panes.add(pane);
-    if (records.length > 0) ps.lastOffset = records[records.length - 1].offset;
-    ps.highWatermark = highWatermark;
+    if (records.length > 0) this.notePosition(partition, records[records.length - 1].offset, highWatermark);
     this.events.applied?.(partition, records.length - late);
     if (late > 0) this.events.late?.(partition, late);
     await this.closeWindows(partition, ps);
     return { applied: records.length - late, late };
+  }
+
+  /**
+   * Where the consumer stands in a partition. Called for every batch, including batches of
+   * transaction markers only (which never reach onBatch): on a transactional topic the last data
+   * record is followed by a commit marker, so only this tells that the partition is caught up.
+   */
+  notePosition(partition: number, lastOffset: number, highWatermark: number | null): void {
+    const ps = this.partitions.get(partition);
+    if (ps === undefined) return;
+    if (ps.lastOffset === null || lastOffset > ps.lastOffset) ps.lastOffset = lastOffset;
+    if (highWatermark !== null) ps.highWatermark = highWatermark;
   }
 
   /** Wall-clock timer: advances idle, caught-up partitions and closes their windows. */

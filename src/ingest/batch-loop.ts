@@ -11,9 +11,13 @@ export interface BatchHandler {
  * consumer stops or the batch went stale in a rebalance. A handler error leaves the batch
  * unresolved, so Kafka redelivers it.
  */
-export async function runBatchLoop(consumer: Consumer, topic: string, handle: BatchHandler): Promise<void> {
+export async function runBatchLoop(
+  consumer: Consumer, topic: string, handle: BatchHandler, opts: { autoCommit?: boolean } = {},
+): Promise<void> {
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
+    // autoCommit false: the handler commits the offsets itself (inside a Kafka transaction).
+    autoCommit: opts.autoCommit ?? true,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: 1,
     eachBatch: async (payload) => {

@@ -1,11 +1,10 @@
-import { Kafka, Producer, Consumer } from 'kafkajs';
+import { Kafka, Consumer } from 'kafkajs';
 import { KadeConfig, dlqTopic } from '../config/load';
 import { CompiledPlan } from '../detect/compiled-plan';
 import { Logger } from '../ops/logger';
 import { Metrics } from '../ops/metrics';
 import { runBatchLoop } from './batch-loop';
-import { createProducer } from './kafka';
-import { sendChunked } from './send-chunked';
+import { PartitionTransactions } from './partition-transactions';
 import { EventTimeAligner } from './event-time-aligner';
 import { KeyedCodec } from './keyed-codec';
 import { RouteOptions, routeRecords } from './route';
@@ -14,7 +13,7 @@ import { RouteOptions, routeRecords } from './route';
 export class RouterStage {
   private consumer: Consumer | null = null;
   private joined = false;
-  private producer: Producer | null = null;
+  private transactions: PartitionTransactions | null = null;
   private readonly opts: RouteOptions;
 
   constructor(
@@ -36,8 +35,7 @@ export class RouterStage {
 
   async start(): Promise<void> {
     const { config } = this;
-    this.producer = createProducer(this.kafka);
-    await this.producer.connect();
+    this.transactions = new PartitionTransactions(this.kafka, `${config.router.groupId}-${config.topics.raw}`, config.router.groupId, this.log);
     this.consumer = this.kafka.consumer({
       groupId: config.router.groupId,
       sessionTimeout: config.kafka.sessionTimeoutMs,
@@ -53,7 +51,7 @@ export class RouterStage {
       if (paused.length > 0) consumer.resume([{ topic, partitions: paused }]);
     });
     await consumer.connect();
-    const producer = this.producer;
+    const transactions = this.transactions;
     const dlq = dlqTopic(config);
     await runBatchLoop(consumer, topic, async (batch) => {
       const started = process.hrtime.bigint();
@@ -67,8 +65,11 @@ export class RouterStage {
       const topicMessages = [];
       if (result.keyed.length > 0) topicMessages.push({ topic: config.topics.keyed, messages: result.keyed });
       if (result.dlq.length > 0) topicMessages.push({ topic: dlq, messages: result.dlq });
-      // Acked by all in-sync replicas before the batch's offsets are resolved.
-      await sendChunked(producer, topicMessages, { acks: -1 });
+      // Output and input offset commit atomically: a crash anywhere leaves neither or both.
+      await transactions.commit(
+        { topic: batch.topic, partition: batch.partition, nextOffset: String(Number(batch.lastOffset()) + 1) },
+        topicMessages,
+      );
       this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'routed' }, result.routed);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'filtered' }, result.filtered);
@@ -81,7 +82,7 @@ export class RouterStage {
         if (pause.length > 0) consumer.pause([{ topic, partitions: pause }]);
         if (resume.length > 0) consumer.resume([{ topic, partitions: resume }]);
       }
-    });
+    }, { autoCommit: false });
   }
 
   /** Joined its consumer group (and not rebalancing). */
@@ -91,6 +92,6 @@ export class RouterStage {
 
   async close(): Promise<void> {
     await this.consumer?.disconnect();
-    await this.producer?.disconnect();
+    await this.transactions?.close();
   }
 }

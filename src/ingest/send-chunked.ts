@@ -6,7 +6,7 @@ import { Message, Producer, TopicMessages } from 'kafkajs';
  * chunks whose payload stays under `maxBytes`, one after the other, in order.
  */
 export async function sendChunked(
-  producer: Producer,
+  producer: Pick<Producer, 'sendBatch'>,
   topicMessages: TopicMessages[],
   opts: { acks: number; maxBytes?: number },
 ): Promise<void> {

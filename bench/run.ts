@@ -1,0 +1,987 @@
+/**
+ * `npm run bench`: kade's throughput, Redis cost, alert latency and memory, side by side with the
+ * ceiling of its own stack (a no-op kafkajs consumer on the same topics), in one run.
+ *
+ *   npm run bench                          1M events, 3 runs of each measurement
+ *   npm run bench -- --quick               100k events (smoke run)
+ *   npm run bench -- --events 300000 --runs 5
+ *   flags: --seed N, --live-rate N, --live-seconds N, --no-live, --no-flat, --no-profile,
+ *          --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
+ *
+ * Every worker (router, detector, no-op consumer) is a separate node process, so CPU, RSS and
+ * profiles are per worker. See docs/benchmarks.md for the method and the latest figures.
+ */
+import { mkdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import Redis from 'ioredis';
+import { Admin, Kafka, Message, Partitioners } from 'kafkajs';
+import { AlertCodec } from '../src/alerts/codec';
+import { Alert } from '../src/alerts/alert';
+import { headerString } from '../src/ingest/dead-letter';
+import { sendChunked } from '../src/ingest/send-chunked';
+import { loadRules } from '../src/rules/load-rules';
+import { KeyBuilder } from '../src/state/keys';
+import { packageRoot } from '../src/util/package-root';
+import { generateAuditStream, planAttacks } from '../test/helpers/audit-generator';
+import { BROKERS, testKafka } from '../test/helpers/kafka';
+import { RedisInstance, startRedisInstance } from '../test/helpers/redis-instance';
+import {
+  GroupTimes, LoadResult, createTopic, deleteGroupsQuietly, deleteTopicsQuietly, endOffsets, loadRawTopic, rawKey, total, watchGroup,
+} from './lib/kafka-util';
+import { ProfileSummary, summarizeProfile } from './lib/profile';
+import { PaneCensus, ProxyCounts, RedisDelta, paneCensus, redisDelta, redisSnapshot, startCountingProxy } from './lib/redis-stats';
+import { Machine, machineInfo, mdTable, textTable } from './lib/report';
+import { fmt, freePort, log, median, percentile, sleep } from './lib/util';
+import { CLI, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnWorker } from './lib/workers';
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+interface Options {
+  events: number;
+  runs: number;
+  quick: boolean;
+  seed: number;
+  live: boolean;
+  liveRate: number;
+  liveSeconds: number;
+  flat: boolean;
+  profile: boolean;
+  redisUrl: string | null;
+  keep: boolean;
+  latenessMs: number;
+}
+
+function options(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      events: { type: 'string' },
+      runs: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      seed: { type: 'string' },
+      'live-rate': { type: 'string' },
+      'live-seconds': { type: 'string' },
+      'no-live': { type: 'boolean', default: false },
+      'no-flat': { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      'redis-url': { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N]
+                        [--no-live] [--no-flat] [--no-profile] [--redis-url URL] [--keep]\n`);
+    process.exit(0);
+  }
+  const int = (v: string | undefined, d: number, name: string): number => {
+    if (v === undefined) return d;
+    const n = Number(v.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got ${v}`);
+    return n;
+  };
+  const quick = values.quick;
+  return {
+    events: int(values.events, quick ? 100_000 : 1_000_000, 'events'),
+    runs: int(values.runs, 3, 'runs'),
+    quick,
+    seed: int(values.seed, 42, 'seed'),
+    live: !values['no-live'],
+    liveRate: int(values['live-rate'], 2000, 'live-rate'),
+    liveSeconds: int(values['live-seconds'], quick ? 150 : 240, 'live-seconds'),
+    flat: !values['no-flat'],
+    profile: !values['no-profile'],
+    redisUrl: values['redis-url'] ?? null,
+    keep: values.keep,
+    // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
+    // the throughput runs use a lateness that covers it, so the detector does all the work.
+    latenessMs: 600_000,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context
+
+interface Ctx {
+  opts: Options;
+  runId: string;
+  kafka: Kafka;
+  admin: Admin;
+  redis: Redis;
+  redisUrl: string;
+  privateRedis: boolean;
+  logDir: string;
+  profileDir: string;
+  ruleKey: string;
+  hopMs: number;
+  windowMs: number;
+  topics: Set<string>;
+  groups: Set<string>;
+}
+
+interface StageRun {
+  stage: 'noop-raw' | 'router' | 'noop-keyed' | 'detector';
+  label: string;
+  run: number;
+  actorsScale: number;
+  topic: string;
+  records: number;
+  /** Seconds from the group being Stable to lag 0 (and, for the detector, all windows closed). */
+  seconds: number;
+  secondsToLagZero: number;
+  rate: number;
+  rateToLagZero: number;
+  secondsFromSpawn: number;
+  peakRssBytes: number;
+  cpuSeconds: number;
+  cpuUsPerRecord: number;
+  outputTopic?: string;
+  outputRecords?: number;
+  counters?: Record<string, number>;
+  redis?: {
+    delta: RedisDelta;
+    census: PaneCensus;
+    bytesPerGroupPane: number;
+    commandsPerEvent: number;
+    scriptCallsPerEvent: number;
+    readsPerEvent: number;
+    redisCpuUsPerEvent: number;
+  };
+  proxy?: ProxyCounts & { roundTripsPerEvent: number; commandsSentPerEvent: number };
+  profile?: string;
+  logFile: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One worker run, measured from outside
+
+async function measure(
+  ctx: Ctx,
+  w: Worker,
+  groupId: string,
+  topic: string,
+  ends: Map<number, number>,
+  extraDone?: () => Promise<boolean>,
+): Promise<{ times: GroupTimes; peakRssBytes: number; cpuSeconds: number; counters: Map<string, number> | null }> {
+  ctx.groups.add(groupId);
+  try {
+    const times = await watchGroup(ctx.admin, groupId, topic, ends, [w], { extraDone });
+    const mem = memoryOf(w.pid);
+    const cpuSeconds = cpuSecondsOf(w.pid);
+    const counters = w.httpPort !== null ? await scrapeMetrics(w.httpPort).catch(() => null) : null;
+    return { times, peakRssBytes: mem?.peakRss ?? Number.NaN, cpuSeconds, counters };
+  } catch (err) {
+    await w.stop(5000);
+    throw err;
+  }
+}
+
+function stageRun(
+  base: Pick<StageRun, 'stage' | 'label' | 'run' | 'actorsScale' | 'topic' | 'records' | 'logFile'>,
+  w: Worker,
+  m: { times: GroupTimes; peakRssBytes: number; cpuSeconds: number },
+): StageRun {
+  const seconds = (m.times.tDone - m.times.tStable) / 1000;
+  const secondsToLagZero = (m.times.tLagZero - m.times.tStable) / 1000;
+  return {
+    ...base,
+    seconds,
+    secondsToLagZero,
+    rate: base.records / seconds,
+    rateToLagZero: base.records / secondsToLagZero,
+    secondsFromSpawn: (m.times.tDone - w.startedAt) / 1000,
+    peakRssBytes: m.peakRssBytes,
+    cpuSeconds: m.cpuSeconds,
+    cpuUsPerRecord: (m.cpuSeconds * 1e6) / base.records,
+  };
+}
+
+async function runNoop(ctx: Ctx, topic: string, label: string, run: number, actorsScale: number): Promise<StageRun> {
+  const groupId = `${ctx.runId}-noop-${label}-r${run}`;
+  const ends = await endOffsets(ctx.admin, topic);
+  const w = spawnWorker({
+    name: `noop-${label}-r${run}`,
+    script: NOOP,
+    env: {
+      ...process.env,
+      KADE_KAFKA_BROKERS: BROKERS.join(','),
+      KADE_LOG_LEVEL: 'info',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      BENCH_NOOP_TOPIC: topic,
+      BENCH_NOOP_GROUP: groupId,
+    },
+    logDir: ctx.logDir,
+  });
+  const m = await measure(ctx, w, groupId, topic, ends);
+  await w.stop();
+  const r = stageRun({ stage: label.startsWith('raw') ? 'noop-raw' : 'noop-keyed', label, run, actorsScale, topic, records: total(ends), logFile: w.logFile }, w, m);
+  log(`  no-op ${label} run ${run}: ${fmt(r.rate)} rec/s (${r.seconds.toFixed(1)} s)`);
+  return r;
+}
+
+async function runRouter(
+  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string,
+): Promise<StageRun> {
+  const groupId = `${ctx.runId}-router-${label}-r${run}`;
+  await createTopic(ctx.admin, keyedTopic, 6);
+  ctx.topics.add(keyedTopic);
+  const port = await freePort();
+  const config = benchConfig({
+    'kafka.brokers': BROKERS,
+    'topics.raw': raw.topic,
+    'topics.keyed': keyedTopic,
+    'topics.alerts': `${ctx.runId}.alerts.router`,
+    'router.groupId': groupId,
+    'detector.groupId': `${groupId}-unused`,
+    'redis.url': ctx.redisUrl,
+    'redis.keyPrefix': `${ctx.runId}-unused`,
+    'http.port': port,
+    'log.level': 'info',
+  });
+  ctx.topics.add(`${ctx.runId}.alerts.router`);
+  ctx.topics.add(`${raw.topic}.dlq`);
+  const ends = await endOffsets(ctx.admin, raw.topic);
+  const w = spawnWorker({
+    name: `router-${label}-r${run}${profileName ? '-profile' : ''}`,
+    script: CLI,
+    args: ['run', '--role', 'router'],
+    env: kadeEnv(config),
+    nodeArgs: profileName ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', profileName] : [],
+    logDir: ctx.logDir,
+    httpPort: port,
+  });
+  const m = await measure(ctx, w, groupId, raw.topic, ends);
+  const code = await w.stop();
+  if (code !== 0) log(`  warning: router exited ${code}; log ${w.logFile}`);
+  const out = await endOffsets(ctx.admin, keyedTopic);
+  const r = stageRun({ stage: 'router', label, run, actorsScale, topic: raw.topic, records: total(ends), logFile: w.logFile }, w, m);
+  r.outputTopic = keyedTopic;
+  r.outputRecords = total(out);
+  r.counters = {
+    routed: metric(m.counters, 'kade_events_total', { stage: 'router', outcome: 'routed' }),
+    filtered: metric(m.counters, 'kade_events_total', { stage: 'router', outcome: 'filtered' }),
+    deadLettered: metric(m.counters, 'kade_events_total', { stage: 'router', outcome: 'dead_lettered' }),
+  };
+  if (profileName) r.profile = path.join(ctx.profileDir, profileName);
+  log(`  router ${label} run ${run}: ${fmt(r.rate)} ev/s (${r.seconds.toFixed(1)} s), ${r.outputRecords} keyed records, peak RSS ${fmt(r.peakRssBytes / 2 ** 20)} MiB`);
+  return r;
+}
+
+async function checkpointsClosed(ctx: Ctx, prefix: string, ends: Map<number, number>, own: { hgetall: number }): Promise<boolean> {
+  const keys = new KeyBuilder(prefix, ctx.ruleKey);
+  for (const [p, end] of ends) {
+    if (end === 0) continue;
+    const c = await ctx.redis.hgetall(keys.checkpoint(p));
+    own.hgetall++;
+    if (c.streamTime === undefined || c.streamTime === '') return false;
+    const lastEnd = Math.floor(Number(c.streamTime) / ctx.hopMs) * ctx.hopMs + ctx.windowMs;
+    if (c.lastClosed === undefined || c.lastClosed === '' || Number(c.lastClosed) < lastEnd) return false;
+  }
+  return true;
+}
+
+async function runDetector(
+  ctx: Ctx, keyedTopic: string, label: string, run: number, actorsScale: number, instrument?: { profileName: string },
+): Promise<StageRun> {
+  const groupId = `${ctx.runId}-detector-${label}-r${run}${instrument ? '-profile' : ''}`;
+  const prefix = `${ctx.runId}-${label}-r${run}${instrument ? '-profile' : ''}`;
+  const alerts = `${ctx.runId}.alerts.${label}.r${run}${instrument ? '.profile' : ''}`;
+  ctx.topics.add(alerts);
+  const ends = await endOffsets(ctx.admin, keyedTopic);
+  const port = await freePort();
+  const proxy = instrument ? await startCountingProxy(Number(new URL(ctx.redisUrl).port || 6379), new URL(ctx.redisUrl).hostname) : null;
+  const redisUrl = proxy ? `redis://127.0.0.1:${proxy.port}` : ctx.redisUrl;
+  const config = benchConfig({
+    'kafka.brokers': BROKERS,
+    'topics.raw': `${ctx.runId}.raw.unused`,
+    'topics.keyed': keyedTopic,
+    'topics.alerts': alerts,
+    'router.groupId': `${groupId}-unused`,
+    'detector.groupId': groupId,
+    'detector.latenessMs': ctx.opts.latenessMs,
+    'detector.idleTimeoutMs': 1000,
+    'detector.tickMs': 100,
+    'redis.url': redisUrl,
+    'redis.keyPrefix': prefix,
+    'http.port': port,
+    'log.level': 'info',
+  });
+  ctx.topics.add(`${ctx.runId}.raw.unused`);
+  ctx.topics.add(`${ctx.runId}.raw.unused.dlq`);
+  if (ctx.privateRedis) await ctx.redis.flushall();
+  await sleep(200);
+  const before = await redisSnapshot(ctx.redis);
+  const own = { hgetall: 0 };
+  const w = spawnWorker({
+    name: `detector-${label}-r${run}${instrument ? '-profile' : ''}`,
+    script: CLI,
+    args: ['run', '--role', 'detector'],
+    env: kadeEnv(config),
+    nodeArgs: instrument ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', instrument.profileName] : [],
+    logDir: ctx.logDir,
+    httpPort: port,
+  });
+  let m;
+  try {
+    m = await measure(ctx, w, groupId, keyedTopic, ends, () => checkpointsClosed(ctx, prefix, ends, own));
+  } catch (err) {
+    await proxy?.close();
+    throw err;
+  }
+  const after = await redisSnapshot(ctx.redis);
+  const proxyCounts = proxy ? { ...proxy.counts } : null;
+  const census = await paneCensus(ctx.redis, prefix, ctx.ruleKey);
+  const code = await w.stop();
+  if (code !== 0) log(`  warning: detector exited ${code}; log ${w.logFile}`);
+  await proxy?.close();
+  const records = total(ends);
+  const r = stageRun({ stage: 'detector', label, run, actorsScale, topic: keyedTopic, records, logFile: w.logFile }, w, m);
+  const delta = redisDelta(before, after, own);
+  r.redis = {
+    delta,
+    census,
+    bytesPerGroupPane: delta.usedMemory / census.groupPanes,
+    commandsPerEvent: delta.totalCommands / records,
+    scriptCallsPerEvent: delta.scriptCalls / records,
+    readsPerEvent: delta.totalReads / records,
+    redisCpuUsPerEvent: (delta.cpuSeconds * 1e6) / records,
+  };
+  if (proxyCounts) r.proxy = { ...proxyCounts, roundTripsPerEvent: proxyCounts.roundTrips / records, commandsSentPerEvent: proxyCounts.commands / records };
+  r.counters = {
+    applied: metric(m.counters, 'kade_events_total', { stage: 'detector', outcome: 'applied' }),
+    late: metric(m.counters, 'kade_events_total', { stage: 'detector', outcome: 'late' }),
+    alertsPublished: metric(m.counters, 'kade_alerts_total', { outcome: 'published' }),
+    alertsSuppressed: metric(m.counters, 'kade_alerts_total', { outcome: 'suppressed' }),
+    windowsClosed: metric(m.counters, 'kade_windows_closed_total'),
+  };
+  if (instrument) r.profile = path.join(ctx.profileDir, instrument.profileName);
+  log(`  detector ${label} run ${run}: ${fmt(r.rate)} rec/s (${r.seconds.toFixed(1)} s; lag 0 after ${r.secondsToLagZero.toFixed(1)} s), `
+    + `${fmt(r.redis.commandsPerEvent, 3)} cmds/rec, ${fmt(r.redis.bytesPerGroupPane)} B/group-pane over ${census.groupPanes} group-panes, `
+    + `late ${r.counters.late}, alerts ${r.counters.alertsPublished}${r.proxy ? `, ${fmt(r.proxy.roundTripsPerEvent, 4)} round trips/rec` : ''}`);
+  if (ctx.privateRedis) await ctx.redis.flushall();
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alert latency at a steady live rate
+
+interface LiveResult {
+  rate: number;
+  seconds: number;
+  events: number;
+  producedRate: number;
+  maxReleaseDelayMs: number;
+  latenessMs: number;
+  idleTimeoutMs: number;
+  expectedAlerts: number;
+  receivedAlerts: number;
+  /** Alerts whose window's watermark instant (end + lateness) fell while traffic was flowing. */
+  streamClosed: number;
+  latencyMs: { p50: number; p99: number; max: number; min: number };
+  /** createdAt (detector built the alert) minus watermark instant. */
+  decideMs: { p50: number; p99: number };
+  /** Receive time minus createdAt: publish (acks=all) + delivery to a consumer. */
+  publishMs: { p50: number; p99: number };
+  idleClosed: { n: number; p50: number; max: number };
+  lagAtEnd: { router: number; detector: number };
+  peakRssBytes: { router: number; detector: number };
+  cpuPercent: { router: number; detector: number };
+  late: number;
+  samples: Array<{ windowEnd: number; latencyMs: number; decideMs: number; kind: 'stream' | 'idle' }>;
+}
+
+async function groupLag(admin: Admin, groupId: string, topic: string): Promise<number> {
+  const ends = await endOffsets(admin, topic);
+  const res = await admin.fetchOffsets({ groupId, topics: [topic] });
+  let lag = 0;
+  for (const t of res) for (const p of t.partitions) {
+    const end = ends.get(p.partition) ?? 0;
+    const c = Number(p.offset);
+    lag += Math.max(0, end - (c < 0 ? 0 : c));
+  }
+  return lag;
+}
+
+async function waitStable(ctx: Ctx, groupId: string, workers: Worker[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const w of workers) if (w.child.exitCode !== null) throw new Error(`${w.name} exited early; log ${w.logFile}`);
+    const g = (await ctx.admin.describeGroups([groupId])).groups[0];
+    if (g !== undefined && g.state === 'Stable' && g.members.length > 0) return;
+    if (Date.now() > deadline) throw new Error(`group ${groupId} did not become stable`);
+    await sleep(100);
+  }
+}
+
+async function runLive(ctx: Ctx): Promise<LiveResult> {
+  const { liveRate: rate, liveSeconds: seconds, seed } = ctx.opts;
+  const id = `${ctx.runId}.live`;
+  const raw = `${id}.raw`;
+  const keyed = `${id}.keyed`;
+  const alertsTopic = `${id}.alerts`;
+  for (const t of [raw, keyed, alertsTopic, `${raw}.dlq`]) ctx.topics.add(t);
+  await createTopic(ctx.admin, raw, 3);
+  await createTopic(ctx.admin, keyed, 6);
+  await createTopic(ctx.admin, alertsTopic, 1);
+  const latenessMs = 30_000;
+  const idleTimeoutMs = 2000;
+  const routerGroup = `${ctx.runId}-live-router`;
+  const detectorGroup = `${ctx.runId}-live-detector`;
+  ctx.groups.add(routerGroup);
+  ctx.groups.add(detectorGroup);
+  const base = {
+    'kafka.brokers': BROKERS,
+    'topics.raw': raw,
+    'topics.keyed': keyed,
+    'topics.alerts': alertsTopic,
+    'router.groupId': routerGroup,
+    'detector.groupId': detectorGroup,
+    'detector.latenessMs': latenessMs,
+    'detector.idleTimeoutMs': idleTimeoutMs,
+    'detector.tickMs': 200,
+    'redis.url': ctx.redisUrl,
+    'redis.keyPrefix': `${ctx.runId}-live`,
+    'log.level': 'info',
+  };
+  if (ctx.privateRedis) await ctx.redis.flushall();
+  const routerPort = await freePort();
+  const detectorPort = await freePort();
+  const router = spawnWorker({ name: 'live-router', script: CLI, args: ['run', '--role', 'router'], env: kadeEnv(benchConfig({ ...base, 'http.port': routerPort })), logDir: ctx.logDir, httpPort: routerPort });
+  const detector = spawnWorker({ name: 'live-detector', script: CLI, args: ['run', '--role', 'detector'], env: kadeEnv(benchConfig({ ...base, 'http.port': detectorPort })), logDir: ctx.logDir, httpPort: detectorPort });
+  const workers = [router, detector];
+  const received: Array<{ at: number; alert: Alert }> = [];
+  const codec = new AlertCodec();
+  const readerGroup = `${ctx.runId}-live-alerts-reader`;
+  ctx.groups.add(readerGroup);
+  const reader = ctx.kafka.consumer({ groupId: readerGroup, maxWaitTimeInMs: 100 });
+  const producer = ctx.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1 });
+  try {
+    await waitStable(ctx, routerGroup, workers);
+    await waitStable(ctx, detectorGroup, workers);
+    await reader.connect();
+    await reader.subscribe({ topic: alertsTopic, fromBeginning: true });
+    await reader.run({
+      eachMessage: async ({ message }) => {
+        const at = Date.now();
+        if (message.value === null) return;
+        const d = codec.decode(message.value, headerString(message.headers, 'content-type'));
+        if (d.alert) received.push({ at, alert: d.alert });
+      },
+    });
+    await producer.connect();
+    const events = rate * seconds;
+    const startMs = Math.ceil(Date.now() / 1000) * 1000 + 2000;
+    const gen = { seed: seed + 1, events, eventsPerSecond: rate, startMs, attacks: 60 };
+    const expected = planAttacks(gen).flatMap((a) => a.expected.flatMap((g) => g.alertWindowEnds));
+    log(`  live: ${events} events at ${rate} ev/s from ${new Date(startMs).toISOString()}, ${expected.length} alerts expected`);
+    const cpu0 = { router: cpuSecondsOf(router.pid), detector: cpuSecondsOf(detector.pid), t: Date.now() };
+    const it = generateAuditStream(gen)[Symbol.iterator]();
+    let next = it.next();
+    let release = 0;
+    let queue: Message[] = [];
+    let sending: Promise<void> | null = null;
+    let sendError: unknown = null;
+    let maxReleaseDelay = 0;
+    let produced = 0;
+    const pump = async (): Promise<void> => {
+      while (queue.length > 0) {
+        const b = queue;
+        queue = [];
+        await sendChunked(producer, [{ topic: raw, messages: b }], { acks: -1 });
+      }
+    };
+    while (!next.done) {
+      const now = Date.now();
+      while (!next.done) {
+        const ev = next.value;
+        const t = Date.parse((ev.event as { requestReceivedTimestamp: string }).requestReceivedTimestamp);
+        // Release in event-time order of the stream: a jittered (older) event goes with its tick.
+        const at = Math.max(release, t);
+        if (at > now) break;
+        release = at;
+        maxReleaseDelay = Math.max(maxReleaseDelay, now - at);
+        queue.push({ key: rawKey(ev.event), value: JSON.stringify(ev.event), headers: { 'kade.namespace': ev.cluster } });
+        produced++;
+        next = it.next();
+      }
+      if (sendError !== null) throw sendError;
+      if (sending === null && queue.length > 0) {
+        sending = pump().catch((e: unknown) => { sendError = e; }).finally(() => { sending = null; });
+      }
+      if (workers.some((w) => w.child.exitCode !== null)) throw new Error('a live worker exited early');
+      await sleep(10);
+    }
+    while (sending !== null) await sending;
+    if (queue.length > 0) await pump();
+    const endMs = Date.now();
+    const lagAtEnd = { router: await groupLag(ctx.admin, routerGroup, raw), detector: await groupLag(ctx.admin, detectorGroup, keyed) };
+    log(`  live: produced ${produced} events in ${((endMs - startMs) / 1000).toFixed(1)} s; lag at end: router ${lagAtEnd.router}, detector ${lagAtEnd.detector}`);
+    // Windows whose watermark instant falls after the traffic stops close by idleness: wait for them.
+    const lastEnd = Math.max(0, ...expected);
+    const deadline = Math.max(endMs, lastEnd + latenessMs) + idleTimeoutMs + 15_000;
+    while (Date.now() < deadline && received.length < expected.length) await sleep(200);
+    const cpu1 = { router: cpuSecondsOf(router.pid), detector: cpuSecondsOf(detector.pid), t: Date.now() };
+    const memR = memoryOf(router.pid);
+    const memD = memoryOf(detector.pid);
+    const counters = await scrapeMetrics(detectorPort).catch(() => null);
+    const samples = received.map(({ at, alert }) => {
+      const wmAt = alert.windowEnd + latenessMs;
+      return {
+        windowEnd: alert.windowEnd,
+        latencyMs: at - wmAt,
+        decideMs: alert.createdAt - wmAt,
+        publishMs: at - alert.createdAt,
+        kind: (wmAt <= endMs - 1000 ? 'stream' : 'idle') as 'stream' | 'idle',
+      };
+    });
+    const stream = samples.filter((s) => s.kind === 'stream');
+    const idle = samples.filter((s) => s.kind === 'idle');
+    const lat = stream.map((s) => s.latencyMs);
+    const wall = (cpu1.t - cpu0.t) / 1000;
+    return {
+      rate,
+      seconds,
+      events: produced,
+      producedRate: produced / ((endMs - startMs) / 1000),
+      maxReleaseDelayMs: maxReleaseDelay,
+      latenessMs,
+      idleTimeoutMs,
+      expectedAlerts: expected.length,
+      receivedAlerts: received.length,
+      streamClosed: stream.length,
+      latencyMs: { p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat), min: Math.min(...lat) },
+      decideMs: { p50: percentile(stream.map((s) => s.decideMs), 50), p99: percentile(stream.map((s) => s.decideMs), 99) },
+      publishMs: { p50: percentile(stream.map((s) => s.publishMs), 50), p99: percentile(stream.map((s) => s.publishMs), 99) },
+      idleClosed: { n: idle.length, p50: percentile(idle.map((s) => s.latencyMs), 50), max: idle.length > 0 ? Math.max(...idle.map((s) => s.latencyMs)) : Number.NaN },
+      lagAtEnd,
+      peakRssBytes: { router: memR?.peakRss ?? Number.NaN, detector: memD?.peakRss ?? Number.NaN },
+      cpuPercent: { router: ((cpu1.router - cpu0.router) / wall) * 100, detector: ((cpu1.detector - cpu0.detector) / wall) * 100 },
+      late: metric(counters, 'kade_events_total', { stage: 'detector', outcome: 'late' }),
+      samples: samples.map(({ windowEnd, latencyMs, decideMs, kind }) => ({ windowEnd, latencyMs, decideMs, kind })),
+    };
+  } finally {
+    await producer.disconnect().catch(() => undefined);
+    await reader.disconnect().catch(() => undefined);
+    for (const w of workers) await w.stop();
+    if (ctx.privateRedis) await ctx.redis.flushall();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary, targets, output
+
+interface Target {
+  name: string;
+  target: string;
+  value: string;
+  pass: boolean | null;
+  margin: string;
+}
+
+function pairedRatio(a: StageRun[], b: StageRun[]): number {
+  const n = Math.min(a.length, b.length);
+  const r: number[] = [];
+  for (let i = 0; i < n; i++) r.push(a[i].rate / b[i].rate);
+  return median(r);
+}
+
+function med(runs: StageRun[], f: (r: StageRun) => number): number {
+  return median(runs.map(f));
+}
+
+function keepProfile(file: string | undefined): { file: string | null; bytes: number } {
+  if (file === undefined || !existsSync(file)) return { file: null, bytes: 0 };
+  const bytes = statSync(file).size;
+  if (bytes >= 5 * 2 ** 20) {
+    rmSync(file);
+    return { file: null, bytes };
+  }
+  return { file: path.relative(packageRoot(), file), bytes };
+}
+
+async function main(): Promise<void> {
+  const opts = options(process.argv.slice(2));
+  const startedAt = new Date();
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const runId = `kadebench-${Date.now().toString(36)}`;
+  const root = packageRoot();
+  const logDir = path.join(root, 'bench-results', 'logs', stamp);
+  const profileDir = path.join(root, 'docs', 'profiles');
+  mkdirSync(logDir, { recursive: true });
+  mkdirSync(profileDir, { recursive: true });
+  const machine = machineInfo();
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  log(`${command}: ${opts.events} events, ${opts.runs} runs; ${machine.nproc} cores, load ${machine.loadAvgAtStart.join(' ')}; logs in ${path.relative(root, logDir)}`);
+
+  let redisInstance: RedisInstance | null = null;
+  let redisUrl = opts.redisUrl;
+  if (redisUrl === null) {
+    redisInstance = await startRedisInstance();
+    redisUrl = redisInstance.url;
+    log(`private redis-server on ${redisUrl} (same binary and persistence settings as the shared one: no RDB, no AOF)`);
+  }
+  const kafka = testKafka('kade-bench');
+  const admin = kafka.admin();
+  await admin.connect();
+  const redis = new Redis(redisUrl);
+  const plan = loadRules('')[0];
+  const ctx: Ctx = {
+    opts, runId, kafka, admin, redis, redisUrl, privateRedis: redisInstance !== null, logDir, profileDir,
+    ruleKey: plan.plan.stateKey, hopMs: plan.plan.window.hopMs, windowMs: plan.plan.window.sizeMs,
+    topics: new Set(), groups: new Set(),
+  };
+  const runs = {
+    noopRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
+    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[],
+  };
+  let raw1: LoadResult | null = null;
+  let raw10: LoadResult | null = null;
+  let live: LiveResult | null = null;
+  let profRouter: StageRun | null = null;
+  let profDetector: StageRun | null = null;
+  const profiles: Record<string, ProfileSummary & { kept: string | null; bytes: number }> = {};
+  const errors: string[] = [];
+  try {
+    // 1. The stream, loaded once (and its 10x-actors twin for the flat-cost runs).
+    const gen = { seed: opts.seed, events: opts.events, attacks: 60 };
+    log(`loading ${opts.events} generated events into ${runId}.raw`);
+    ctx.topics.add(`${runId}.raw`);
+    raw1 = await loadRawTopic(kafka, admin, `${runId}.raw`, { ...gen, actorsScale: 1 });
+    log(`  ${raw1.events} events, ${fmt(raw1.bytes / 2 ** 20)} MiB in ${raw1.seconds.toFixed(1)} s`);
+    if (opts.flat) {
+      ctx.topics.add(`${runId}.raw10`);
+      raw10 = await loadRawTopic(kafka, admin, `${runId}.raw10`, { ...gen, actorsScale: 10 });
+      log(`  10x actors: ${raw10.events} events, ${fmt(raw10.bytes / 2 ** 20)} MiB in ${raw10.seconds.toFixed(1)} s`);
+    }
+
+    // 2. Router alone on the pre-filled raw topic, next to the no-op consumer on the same topic.
+    for (let i = 1; i <= opts.runs; i++) {
+      log(`router phase, run ${i}/${opts.runs}`);
+      runs.noopRaw.push(await runNoop(ctx, raw1.topic, 'raw', i, 1));
+      runs.router.push(await runRouter(ctx, raw1, `${runId}.keyed.r${i}`, 'x1', i, 1));
+      if (raw10) runs.router10.push(await runRouter(ctx, raw10, `${runId}.keyed10.r${i}`, 'x10', i, 10));
+    }
+    const keyed1 = runs.router[0].outputTopic as string;
+    const keyed10 = runs.router10[0]?.outputTopic;
+
+    // 3. Detector alone on the pre-filled keyed topic, next to the no-op consumer on it.
+    for (let i = 1; i <= opts.runs; i++) {
+      log(`detector phase, run ${i}/${opts.runs}`);
+      runs.noopKeyed.push(await runNoop(ctx, keyed1, 'keyed', i, 1));
+      runs.detector.push(await runDetector(ctx, keyed1, 'x1', i, 1));
+      if (keyed10) runs.detector10.push(await runDetector(ctx, keyed10, 'x10', i, 10));
+    }
+
+    // 4. CPU profiles (separate runs, not part of the medians); the detector's Redis traffic goes
+    // through a counting proxy to count round trips.
+    if (opts.profile) {
+      log('profiling runs (router and detector with --cpu-prof; detector behind a counting Redis proxy)');
+      for (const f of readdirSync(profileDir)) if (f.endsWith('.cpuprofile')) rmSync(path.join(profileDir, f));
+      profRouter = await runRouter(ctx, raw1, `${runId}.keyed.profile`, 'x1', 0, 1, 'router.cpuprofile.tmp');
+      profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
+      for (const [role, r] of [['router', profRouter], ['detector', profDetector]] as const) {
+        const tmp = r.profile as string;
+        if (!existsSync(tmp)) continue;
+        const final = path.join(profileDir, `${role}.cpuprofile`);
+        renameSync(tmp, final);
+        const s = summarizeProfile(final, 15);
+        const kept = keepProfile(final);
+        profiles[role] = { ...s, file: path.relative(root, final), kept: kept.file, bytes: kept.bytes };
+      }
+    }
+
+    // 5. Alert latency at a steady live rate.
+    if (opts.live) {
+      log(`live run: ${opts.liveRate} ev/s for ${opts.liveSeconds} s, router + detector`);
+      live = await runLive(ctx);
+      log(`  live: ${live.receivedAlerts}/${live.expectedAlerts} alerts; latency p50 ${fmt(live.latencyMs.p50)} ms, p99 ${fmt(live.latencyMs.p99)} ms over ${live.streamClosed}`);
+    }
+  } catch (err) {
+    errors.push((err as Error).stack ?? String(err));
+    log(`FAILED: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    if (!opts.keep) {
+      await deleteTopicsQuietly(admin, [...ctx.topics]);
+      await deleteGroupsQuietly(admin, [...ctx.groups]);
+    }
+    await admin.disconnect();
+    await redis.quit();
+    await redisInstance?.stop();
+  }
+
+  // ------------------------------------------------------------------ summary
+  const s = {
+    noopRawRate: med(runs.noopRaw, (r) => r.rate),
+    routerRate: med(runs.router, (r) => r.rate),
+    routerRatio: pairedRatio(runs.router, runs.noopRaw),
+    noopKeyedRate: med(runs.noopKeyed, (r) => r.rate),
+    detectorRate: med(runs.detector, (r) => r.rate),
+    detectorRateToLagZero: med(runs.detector, (r) => r.rateToLagZero),
+    detectorRatio: pairedRatio(runs.detector, runs.noopKeyed),
+    detectorRatioToLagZero: median(runs.detector.map((r, i) => r.rateToLagZero / (runs.noopKeyed[i]?.rate ?? Number.NaN))),
+    commandsPerEvent: med(runs.detector, (r) => r.redis?.commandsPerEvent ?? Number.NaN),
+    scriptCallsPerEvent: med(runs.detector, (r) => r.redis?.scriptCallsPerEvent ?? Number.NaN),
+    readsPerEvent: med(runs.detector, (r) => r.redis?.readsPerEvent ?? Number.NaN),
+    roundTripsPerEvent: profDetector?.proxy?.roundTripsPerEvent ?? Number.NaN,
+    commandsSentPerEvent: profDetector?.proxy?.commandsSentPerEvent ?? Number.NaN,
+    bytesPerGroupPane: med(runs.detector, (r) => r.redis?.bytesPerGroupPane ?? Number.NaN),
+    sampledBytesPerGroupPane: med(runs.detector, (r) => r.redis?.census.sampledBytesPerGroupPane ?? Number.NaN),
+    groupPanes: med(runs.detector, (r) => r.redis?.census.groupPanes ?? Number.NaN),
+    redisCpuUsPerEvent: med(runs.detector, (r) => r.redis?.redisCpuUsPerEvent ?? Number.NaN),
+    routerPeakRss: Math.max(...runs.router.map((r) => r.peakRssBytes)),
+    detectorPeakRss: Math.max(...runs.detector.map((r) => r.peakRssBytes)),
+    noopPeakRss: Math.max(...[...runs.noopRaw, ...runs.noopKeyed].map((r) => r.peakRssBytes)),
+    routerCpuUs: med(runs.router, (r) => r.cpuUsPerRecord),
+    detectorCpuUs: med(runs.detector, (r) => r.cpuUsPerRecord),
+    noopRawCpuUs: med(runs.noopRaw, (r) => r.cpuUsPerRecord),
+    noopKeyedCpuUs: med(runs.noopKeyed, (r) => r.cpuUsPerRecord),
+    router10Rate: med(runs.router10, (r) => r.rate),
+    detector10Rate: med(runs.detector10, (r) => r.rate),
+    flatRouter: pairedRatio(runs.router10, runs.router),
+    flatDetector: pairedRatio(runs.detector10, runs.detector),
+    bytesPerGroupPane10: med(runs.detector10, (r) => r.redis?.bytesPerGroupPane ?? Number.NaN),
+    commandsPerEvent10: med(runs.detector10, (r) => r.redis?.commandsPerEvent ?? Number.NaN),
+    keyedRecords: runs.router[0]?.outputRecords ?? Number.NaN,
+    keyedRecords10: runs.router10[0]?.outputRecords ?? Number.NaN,
+    late: med(runs.detector, (r) => r.counters?.late ?? Number.NaN),
+    alerts: med(runs.detector, (r) => r.counters?.alertsPublished ?? Number.NaN),
+  };
+  const pct = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100).toFixed(0)}%` : '-');
+  const rtValue = Number.isFinite(s.roundTripsPerEvent) ? s.roundTripsPerEvent : s.readsPerEvent;
+  const flatWorst = Math.max(Math.abs(1 - s.flatRouter), Math.abs(1 - s.flatDetector));
+  const targets: Target[] = [
+    { name: 'detector rate / no-op consumer (keyed topic)', target: '>= 0.70', value: fmt(s.detectorRatio, 2), pass: Number.isFinite(s.detectorRatio) ? s.detectorRatio >= 0.7 : null, margin: pct(s.detectorRatio / 0.7 - 1) },
+    { name: 'router rate / no-op consumer (raw topic)', target: '>= 0.50', value: fmt(s.routerRatio, 2), pass: Number.isFinite(s.routerRatio) ? s.routerRatio >= 0.5 : null, margin: pct(s.routerRatio / 0.5 - 1) },
+    {
+      name: `Redis round trips per keyed record${Number.isFinite(s.roundTripsPerEvent) ? ' (counting proxy)' : ' (upper bound: reads)'}`,
+      target: '<= 0.05', value: fmt(rtValue, 4), pass: Number.isFinite(rtValue) ? rtValue <= 0.05 : null, margin: pct(1 - rtValue / 0.05),
+    },
+    { name: 'p99 alert latency after the watermark', target: '<= 1000 ms', value: live ? `${fmt(live.latencyMs.p99)} ms` : '-', pass: live && Number.isFinite(live.latencyMs.p99) ? live.latencyMs.p99 <= 1000 : null, margin: live ? pct(1 - live.latencyMs.p99 / 1000) : '-' },
+    { name: 'Redis memory per (group, pane)', target: '<= 300 B', value: `${fmt(s.bytesPerGroupPane)} B`, pass: Number.isFinite(s.bytesPerGroupPane) ? s.bytesPerGroupPane <= 300 : null, margin: pct(1 - s.bytesPerGroupPane / 300) },
+    {
+      name: 'flat cost: 10x actors, events/s change (router; detector)', target: '< 20%',
+      value: `${pct(s.flatRouter - 1)}; ${pct(s.flatDetector - 1)}`, pass: Number.isFinite(flatWorst) ? flatWorst < 0.2 : null, margin: pct(1 - flatWorst / 0.2),
+    },
+  ];
+
+  const mib = (b: number): string => `${fmt(b / 2 ** 20)} MiB`;
+  const rows: string[][] = [
+    ['no-op consumer, raw topic', `${fmt(s.noopRawRate)} rec/s`, '1.00', fmt(s.noopRawCpuUs, 1), mib(s.noopPeakRss)],
+    ['router (raw -> keyed)', `${fmt(s.routerRate)} ev/s`, fmt(s.routerRatio, 2), fmt(s.routerCpuUs, 1), mib(s.routerPeakRss)],
+    ['no-op consumer, keyed topic', `${fmt(s.noopKeyedRate)} rec/s`, '1.00', fmt(s.noopKeyedCpuUs, 1), mib(s.noopPeakRss)],
+    ['detector (to lag 0 + windows closed)', `${fmt(s.detectorRate)} rec/s`, fmt(s.detectorRatio, 2), fmt(s.detectorCpuUs, 1), mib(s.detectorPeakRss)],
+    ['detector (to lag 0 only)', `${fmt(s.detectorRateToLagZero)} rec/s`, fmt(s.detectorRatioToLagZero, 2), '', ''],
+    ['router, 10x actors', `${fmt(s.router10Rate)} ev/s`, `${fmt(s.flatRouter, 2)} x router`, '', ''],
+    ['detector, 10x actors', `${fmt(s.detector10Rate)} rec/s`, `${fmt(s.flatDetector, 2)} x detector`, '', ''],
+  ];
+  const header = ['stage (median of runs)', 'rate', 'ratio', 'CPU us/rec', 'peak RSS'];
+  const redisRows: string[][] = [
+    ['Redis round trips / keyed record (proxy, profiled run)', fmt(s.roundTripsPerEvent, 4)],
+    ['Redis reads processed / keyed record (upper bound of round trips)', fmt(s.readsPerEvent, 4)],
+    ['Redis commands sent / keyed record (proxy)', fmt(s.commandsSentPerEvent, 4)],
+    ['Redis commands executed / keyed record (incl. inside Lua)', fmt(s.commandsPerEvent, 3)],
+    ['Lua script calls (EVALSHA+EVAL) / keyed record', fmt(s.scriptCallsPerEvent, 4)],
+    ['Redis CPU us / keyed record', fmt(s.redisCpuUsPerEvent, 1)],
+    ['Redis memory / (group, pane), INFO delta', `${fmt(s.bytesPerGroupPane)} B`],
+    ['Redis memory / (group, pane), MEMORY USAGE sample', `${fmt(s.sampledBytesPerGroupPane)} B`],
+    ['(group, pane) pairs created', fmt(s.groupPanes)],
+    ['Redis memory / (group, pane), 10x actors', `${fmt(s.bytesPerGroupPane10)} B`],
+  ];
+  const liveRows: string[][] = live ? [
+    ['rate produced', `${fmt(live.producedRate)} ev/s for ${live.seconds} s`],
+    ['alerts received / expected', `${live.receivedAlerts} / ${live.expectedAlerts}`],
+    ['latency p50 / p99 / max (window closed by stream time)', `${fmt(live.latencyMs.p50)} / ${fmt(live.latencyMs.p99)} / ${fmt(live.latencyMs.max)} ms over ${live.streamClosed}`],
+    ['  of which decision (createdAt - watermark) p50 / p99', `${fmt(live.decideMs.p50)} / ${fmt(live.decideMs.p99)} ms`],
+    ['  of which publish + delivery p50 / p99', `${fmt(live.publishMs.p50)} / ${fmt(live.publishMs.p99)} ms`],
+    ['windows closed by idleness after traffic stopped', `${live.idleClosed.n} (p50 ${fmt(live.idleClosed.p50)} ms, max ${fmt(live.idleClosed.max)} ms)`],
+    ['lag at end of production (router; detector)', `${live.lagAtEnd.router}; ${live.lagAtEnd.detector} records`],
+    ['CPU (router; detector)', `${fmt(live.cpuPercent.router)}%; ${fmt(live.cpuPercent.detector)}%`],
+    ['peak RSS (router; detector)', `${mib(live.peakRssBytes.router)}; ${mib(live.peakRssBytes.detector)}`],
+    ['late events (detector)', fmt(live.late)],
+  ] : [];
+  const targetRows = targets.map((t) => [t.name, t.target, t.value, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL', t.margin]);
+  const targetHeader = ['target (issue 4)', 'goal', 'measured', 'result', 'margin'];
+
+  const out: string[] = [];
+  out.push('', textTable(header, rows), '', textTable(['Redis', 'value'], redisRows));
+  if (live) out.push('', textTable([`alert latency, live ${live.rate} ev/s`, 'value'], liveRows));
+  out.push('', textTable(targetHeader, targetRows), '');
+  for (const [role, p] of Object.entries(profiles)) {
+    out.push(`${role} profile: busy ${(p.busyMs / 1000).toFixed(1)} s, GC ${(p.gcMs / 1000).toFixed(1)} s; top self time:`);
+    for (const f of p.top.slice(0, 8)) out.push(`  ${(f.selfShare * 100).toFixed(1).padStart(5)}%  ${f.name}  ${f.location}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  const finishedAt = new Date();
+  const result = {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    minutes: (finishedAt.getTime() - startedAt.getTime()) / 60_000,
+    command,
+    options: opts,
+    machine,
+    loadAvgAtEnd: (await import('node:os')).loadavg(),
+    stream: { raw: raw1, raw10, keyedRecords: s.keyedRecords, keyedRecords10: s.keyedRecords10 },
+    summary: s,
+    targets,
+    runs,
+    profiling: { router: profRouter, detector: profDetector, summaries: profiles },
+    live,
+    errors,
+  };
+  const resultsDir = path.join(root, 'bench-results');
+  mkdirSync(resultsDir, { recursive: true });
+  const jsonFile = path.join(resultsDir, `${stamp}.json`);
+  writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);
+  log(`result: ${path.relative(root, jsonFile)}`);
+  if (errors.length === 0) {
+    writeFileSync(path.join(root, 'docs', 'benchmarks.md'), markdown({
+      machine, command, opts, startedAt, minutes: result.minutes, raw1, raw10, s, header, rows, redisRows, live, liveRows,
+      targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile),
+    }));
+    log('docs/benchmarks.md updated');
+  } else {
+    log('docs/benchmarks.md NOT updated (the run failed)');
+    process.exitCode = 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// docs/benchmarks.md
+
+interface MdInput {
+  machine: Machine;
+  command: string;
+  opts: Options;
+  startedAt: Date;
+  minutes: number;
+  raw1: LoadResult | null;
+  raw10: LoadResult | null;
+  s: Record<string, number>;
+  header: string[];
+  rows: string[][];
+  redisRows: string[][];
+  live: LiveResult | null;
+  liveRows: string[][];
+  targetHeader: string[];
+  targetRows: string[][];
+  profiles: Record<string, ProfileSummary & { kept: string | null; bytes: number }>;
+  jsonFile: string;
+}
+
+function markdown(m: MdInput): string {
+  const { machine: mc, s } = m;
+  const L: string[] = [];
+  L.push('# Benchmarks');
+  L.push('');
+  L.push('<!-- Generated by `npm run bench` (bench/run.ts); edits are overwritten by the next run. -->');
+  L.push('');
+  L.push(`Latest run: ${m.startedAt.toISOString()}, ${m.minutes.toFixed(1)} minutes, \`${m.command}\` `
+    + `(full result: \`${m.jsonFile}\`, git-ignored).`);
+  L.push('');
+  L.push('## Machine');
+  L.push('');
+  L.push(mdTable(['', ''], [
+    ['cores (nproc)', String(mc.nproc)],
+    ['memory', `${mc.memoryGiB} GiB`],
+    ['CPU', mc.cpuModel],
+    ['kernel', mc.kernel],
+    ['node', mc.node],
+    ['java', mc.java],
+    ['redis', mc.redis],
+    ['kafka', mc.kafka],
+    ['kafkajs', mc.kafkajs],
+    ['load average at start (1/5/15 min)', mc.loadAvgAtStart.join(' / ')],
+  ]));
+  L.push('');
+  L.push('Kafka, Redis, the workers and the load generator share these cores; other sessions may run tests on the');
+  L.push('same machine at the same time. Rates vary from run to run; ratios against the no-op consumer measured');
+  L.push('in the same run, next to each stage run, are the stable figures.');
+  L.push('');
+  L.push('## Targets (issue 4)');
+  L.push('');
+  L.push(mdTable(m.targetHeader, m.targetRows));
+  L.push('');
+  L.push('## Throughput');
+  L.push('');
+  const r1 = m.raw1;
+  L.push(`Stream: ${fmt(r1?.events)} generated audit events (seed ${m.opts.seed}, 60 planned attacks, 3 clusters; `
+    + `${fmt((r1?.bytes ?? 0) / 2 ** 20)} MiB of JSON, ${fmt(((r1?.maxEventTime ?? 0) - (r1?.minEventTime ?? 0)) / 3_600_000, 1)} h of event time), `
+    + `${fmt(s.keyedRecords)} keyed records after the rule filter and the per-IP fan-out. `
+    + `Median of ${m.opts.runs} runs; every run uses fresh consumer groups and a fresh Redis prefix.`);
+  L.push('');
+  L.push(mdTable(m.header, m.rows));
+  L.push('');
+  L.push('## Redis');
+  L.push('');
+  L.push(mdTable(['', 'value'], m.redisRows));
+  L.push('');
+  if (m.live) {
+    L.push(`## Alert latency (live ${m.live.rate} ev/s)`);
+    L.push('');
+    L.push(mdTable(['', 'value'], m.liveRows));
+    L.push('');
+  }
+  L.push('## CPU profiles');
+  L.push('');
+  if (Object.keys(m.profiles).length === 0) L.push('Not recorded in this run (`--no-profile`).');
+  for (const [role, p] of Object.entries(m.profiles)) {
+    L.push(`### ${role}`);
+    L.push('');
+    L.push(`\`node --cpu-prof\` on the ${role} child process over one full run (${fmt(p.wallMs / 1000, 1)} s wall, `
+      + `${fmt(p.busyMs / 1000, 1)} s busy, GC ${fmt(p.gcMs / 1000, 1)} s = ${fmt((p.gcMs / p.busyMs) * 100, 1)}% of busy). `
+      + (p.kept ? `Profile: \`${p.kept}\` (${fmt(p.bytes / 1024)} KiB; open in Chrome DevTools or speedscope).` : `Profile not kept (${fmt(p.bytes / 2 ** 20, 1)} MiB >= 5 MiB); summary only.`));
+    L.push('');
+    L.push(mdTable(['#', 'function', 'location', 'self ms', 'self % of busy'], p.top.map((f, i) => [String(i + 1), f.name, f.location, fmt(f.selfMs), fmt(f.selfShare * 100, 1)])));
+    L.push('');
+    L.push('Self time by area:');
+    L.push('');
+    L.push(mdTable(['area', 'self % of busy'], p.byArea.map((a) => [a.area, fmt(a.selfShare * 100, 1)])));
+    L.push('');
+  }
+  L.push('## Method');
+  L.push('');
+  L.push(`- **Load**: \`generateAuditStream\` (test/helpers/audit-generator.ts) is produced once into a fresh raw topic`);
+  L.push('  (3 partitions, key `${username}|${firstIP}`, header `kade.namespace` = cluster, `sendChunked` < 512 KB per call).');
+  L.push('  The 10x-actors stream (`actorsScale: 10`, same event count and rate) goes to a second raw topic.');
+  L.push('- **Workers** are separate node processes: `node dist/src/cli.js run --role router|detector` with KADE_* variables,');
+  L.push('  and `dist/bench/noop-consumer.js`, the ceiling: kade\'s own batch loop (`runBatchLoop`: eachBatch, resolve, commit,');
+  L.push('  heartbeat) with the same consumer options and a handler that does nothing. Log level info, as deployed.');
+  L.push('- **Rate** = input records / (time the group\'s committed offsets reach the end offsets - time the group is first');
+  L.push('  seen Stable), both polled every 100 ms with the Kafka admin API, the same way for every worker. The detector also');
+  L.push(`  waits for every partition checkpoint's lastClosed to pass its last window (idle timeout 1 s, tick 100 ms, lateness`);
+  L.push(`  ${m.opts.latenessMs / 1000} s so a backlog replay has no late events). Ratios are per run (stage / no-op run just before it), then the median.`);
+  L.push('- **Router** runs read the raw topic and each write a fresh keyed topic (6 partitions); the detector and the no-op');
+  L.push('  keyed runs read the keyed topic of router run 1.');
+  L.push('- **Redis**: a private `redis-server` (same binary, no persistence, like the shared one) flushed before each detector run.');
+  L.push('  `INFO stats/commandstats/memory/cpu` before and after each detector run (the bench\'s own INFO and checkpoint polls');
+  L.push('  are subtracted). `total_commands_processed` counts commands run inside Lua too. Round trips cannot be read');
+  L.push('  from INFO: in the profiled detector run Redis traffic goes through a TCP proxy that counts request turns per');
+  L.push('  connection (a client write after the server answered = one round trip = one pipeline) and top-level RESP');
+  L.push('  commands; `total_reads_processed` is reported as an upper bound (a large pipeline takes several reads).');
+  L.push('- **Memory per (group, pane)**: `used_memory` after the run (all windows closed, keys still within their TTL) minus');
+  L.push('  before, over the number of pane hashes `<prefix>:{epe2:<gid>}:<pane>` counted with SCAN: everything the detector');
+  L.push('  keeps (pane hashes, sets, HLLs, partition keys, suppression) averaged over the mix. The MEMORY USAGE sample');
+  L.push('  (pane hash + set + HLLs of up to 400 pairs) is the per-key view without allocator and dict overhead.');
+  L.push('- **Alert latency**: fresh topics; router and detector run live (lateness 30 s, idle timeout 2 s) while the bench');
+  L.push('  produces the generator\'s stream with `startMs` = now and `eventsPerSecond` = rate, releasing each event when the');
+  L.push('  wall clock reaches its event time, so event time = wall clock at production (up to the generator\'s 2 s jitter).');
+  L.push('  A window ending at t is passed by the watermark at wall time t + lateness; latency = time an alert consumer');
+  L.push('  (maxWaitTime 100 ms) receives the alert - (t + lateness). Windows whose t + lateness falls after the traffic stops');
+  L.push('  close by idleness and are reported apart.');
+  L.push('- **Peak RSS** is VmHWM of each worker process (/proc/<pid>/status) at the end of its run; CPU from /proc/<pid>/stat.');
+  L.push('- **Profiles**: one extra router and detector run with `node --cpu-prof`, not counted in the medians; the summary');
+  L.push('  is self time per function (bench/lib/profile.ts; `node dist/bench/profile-summary.js FILE` prints it).');
+  L.push('- **Kafka clients** (issue 4 asks for @platformatic/kafka and @confluentinc/kafka-javascript): not measured;');
+  L.push('  this benchmark adds no npm dependency. kafkajs 2.2.4 only.');
+  L.push('');
+  return `${L.join('\n')}\n`;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});
