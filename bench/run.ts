@@ -5,7 +5,7 @@
  *   npm run bench                          1M events, 3 runs of each measurement
  *   npm run bench -- --quick               100k events (smoke run)
  *   npm run bench -- --events 300000 --runs 5
- *   flags: --seed N, --live-rate N, --live-seconds N, --no-live, --no-flat, --no-profile,
+ *   flags: --seed N, --live-rate N, --live-seconds N, --live-attacks N, --no-live, --no-flat, --no-profile,
  *          --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
  *
  * Every worker (router, detector, no-op consumer) is a separate node process, so CPU, RSS and
@@ -46,6 +46,7 @@ interface Options {
   live: boolean;
   liveRate: number;
   liveSeconds: number;
+  liveAttacks: number;
   flat: boolean;
   profile: boolean;
   redisUrl: string | null;
@@ -63,6 +64,7 @@ function options(argv: string[]): Options {
       seed: { type: 'string' },
       'live-rate': { type: 'string' },
       'live-seconds': { type: 'string' },
+      'live-attacks': { type: 'string' },
       'no-live': { type: 'boolean', default: false },
       'no-flat': { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
@@ -72,7 +74,7 @@ function options(argv: string[]): Options {
     },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N]
+    process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
                         [--no-live] [--no-flat] [--no-profile] [--redis-url URL] [--keep]\n`);
     process.exit(0);
   }
@@ -90,7 +92,9 @@ function options(argv: string[]): Options {
     seed: int(values.seed, 42, 'seed'),
     live: !values['no-live'],
     liveRate: int(values['live-rate'], 2000, 'live-rate'),
-    liveSeconds: int(values['live-seconds'], quick ? 150 : 240, 'live-seconds'),
+    // At least 4 minutes: the generator plants attacks only where whole panes fit.
+    liveSeconds: int(values['live-seconds'], 240, 'live-seconds'),
+    liveAttacks: int(values['live-attacks'], 300, 'live-attacks'),
     flat: !values['no-flat'],
     profile: !values['no-profile'],
     redisUrl: values['redis-url'] ?? null,
@@ -269,17 +273,31 @@ async function runRouter(
   return r;
 }
 
-async function checkpointsClosed(ctx: Ctx, prefix: string, ends: Map<number, number>, own: { hgetall: number }): Promise<boolean> {
+async function checkpointsClosed(ctx: Ctx, prefix: string, ends: Map<number, number>, own: { hgetall: number }, states: string[] = []): Promise<boolean> {
   const keys = new KeyBuilder(prefix, ctx.ruleKey);
+  let closed = true;
   for (const [p, end] of ends) {
     if (end === 0) continue;
     const c = await ctx.redis.hgetall(keys.checkpoint(p));
     own.hgetall++;
-    if (c.streamTime === undefined || c.streamTime === '') return false;
+    states.push(`p${p}: ${JSON.stringify(c)}`);
+    if (c.streamTime === undefined || c.streamTime === '') closed = false;
     const lastEnd = Math.floor(Number(c.streamTime) / ctx.hopMs) * ctx.hopMs + ctx.windowMs;
-    if (c.lastClosed === undefined || c.lastClosed === '' || Number(c.lastClosed) < lastEnd) return false;
+    if (c.lastClosed === undefined || c.lastClosed === '' || Number(c.lastClosed) < lastEnd) closed = false;
   }
-  return true;
+  return closed;
+}
+
+/** The detector's done condition, bounded: windows must close within 120 s of lag 0. */
+function windowsClosedCheck(ctx: Ctx, prefix: string, ends: Map<number, number>, own: { hgetall: number }): () => Promise<boolean> {
+  let first = 0;
+  return async () => {
+    if (first === 0) first = Date.now();
+    const states: string[] = [];
+    const ok = await checkpointsClosed(ctx, prefix, ends, own, states);
+    if (!ok && Date.now() - first > 120_000) throw new Error(`windows not closed 120 s after lag 0; checkpoints ${states.join('; ')}`);
+    return ok;
+  };
 }
 
 async function runDetector(
@@ -325,7 +343,7 @@ async function runDetector(
   });
   let m;
   try {
-    m = await measure(ctx, w, groupId, keyedTopic, ends, () => checkpointsClosed(ctx, prefix, ends, own));
+    m = await measure(ctx, w, groupId, keyedTopic, ends, windowsClosedCheck(ctx, prefix, ends, own));
   } catch (err) {
     await proxy?.close();
     throw err;
@@ -473,7 +491,7 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
     await producer.connect();
     const events = rate * seconds;
     const startMs = Math.ceil(Date.now() / 1000) * 1000 + 2000;
-    const gen = { seed: seed + 1, events, eventsPerSecond: rate, startMs, attacks: 60 };
+    const gen = { seed: seed + 1, events, eventsPerSecond: rate, startMs, attacks: ctx.opts.liveAttacks };
     const expected = planAttacks(gen).flatMap((a) => a.expected.flatMap((g) => g.alertWindowEnds));
     log(`  live: ${events} events at ${rate} ev/s from ${new Date(startMs).toISOString()}, ${expected.length} alerts expected`);
     const cpu0 = { router: cpuSecondsOf(router.pid), detector: cpuSecondsOf(detector.pid), t: Date.now() };

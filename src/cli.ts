@@ -10,6 +10,8 @@ import { createLogger } from './ops/logger';
 import { loadRules } from './rules/load-rules';
 import { startKade } from './main';
 import { runDemo } from './demo';
+import { runDoctor } from './ops/doctor';
+import { describeWithSources } from './config/sources';
 
 const USAGE = `kade: real-time detection on Kubernetes audit logs (Kafka + Redis)
 
@@ -19,7 +21,8 @@ Usage:
   kade alerts [--json] [--from-beginning] follow the alerts topic
   kade topics [--check]                   create (or only check) the topics with the configured partitions
   kade rules                              list the loaded rules and their plans
-  kade config                             print the effective configuration (secrets redacted)
+  kade config                             print the effective configuration and where each value comes from (secrets redacted)
+  kade doctor                             check Kafka, topics, Redis (version, eviction policy) and rules; exit 1 on problems
   kade demo                               run the bundled demo end to end
 
 Options for every command:
@@ -47,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const overrides: Record<string, unknown> = {};
   if (values.role !== undefined) overrides.role = values.role;
-  const { config, describe } = loadConfig({ files: values.config, overrides });
+  const { config } = loadConfig({ files: values.config, overrides });
   const log = createLogger(config.log.level);
 
   switch (command) {
@@ -95,9 +98,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'config':
-      process.stdout.write(`${describe()}\n`);
+      process.stdout.write(`${describeWithSources({ files: values.config, overrides })}\n`);
       process.stdout.write(`dead-letter topic: ${dlqTopic(config)}\n`);
       return 0;
+    case 'doctor':
+      return runDoctor(config, (line) => process.stdout.write(`${line}\n`));
     case 'demo':
       return runDemo(config, log);
     default:

@@ -114,7 +114,13 @@ export async function watchGroup(
   const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
   let tStable: number | null = null;
   let tLagZero: number | null = null;
+  let consumed = 0;
+  let nextReport = Date.now() + 30_000;
   for (;;) {
+    if (Date.now() > nextReport) {
+      nextReport += 30_000;
+      log(`    ... ${groupId}: ${tStable === null ? 'not stable yet' : `${consumed}/${total(ends)} committed`}${tLagZero !== null ? ', lag 0, waiting for the done condition' : ''}`);
+    }
     for (const w of workers) {
       if (!isAlive(w)) throw new Error(`${w.name} exited early (code ${w.child.exitCode}); log ${w.logFile}`);
     }
@@ -128,7 +134,12 @@ export async function watchGroup(
     if (tStable !== null && tLagZero === null) {
       const c = await committed(admin, groupId, topic);
       let done = true;
-      for (const [p, end] of ends) if (end > 0 && (c.get(p) ?? -1) < end) done = false;
+      consumed = 0;
+      for (const [p, end] of ends) {
+        const at = c.get(p) ?? -1;
+        if (at > 0) consumed += at;
+        if (end > 0 && at < end) done = false;
+      }
       if (done) tLagZero = now;
     }
     if (tLagZero !== null) {

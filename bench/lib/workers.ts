@@ -144,5 +144,6 @@ export function metric(m: Map<string, number> | null, name: string, labels: Reco
       found = true;
     }
   }
-  return found ? sum : Number.NaN;
+  // A counter never incremented is absent from the exposition: that is a 0.
+  return found ? sum : 0;
 }

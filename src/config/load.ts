@@ -15,7 +15,7 @@ export interface KadeConfig {
     groupId: string; namespaceHeader: string; defaultNamespace: string;
     timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; alignMs: number; maxMessageBytes: number;
   };
-  detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; tickMs: number; stateTtlSeconds: number };
+  detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; upstreamGroupId: string; upstreamMaxLag: number; tickMs: number; stateTtlSeconds: number };
   alerts: { format: 'avro' | 'json'; suppressionMs: number };
   redis: { url: string; keyPrefix: string };
   rules: { dir: string };
@@ -71,4 +71,11 @@ function load(opts: LoadOptions): { config: KadeConfig; describe: () => string }
 /** The dead-letter topic of the raw topic. */
 export function dlqTopic(config: KadeConfig): string {
   return config.topics.dlq.length > 0 ? config.topics.dlq : `${config.topics.raw}.dlq`;
+}
+
+/** The consumer group whose backlog holds idle detector partitions back (null: none). */
+export function upstreamGroup(config: KadeConfig): string | null {
+  const g = config.detector.upstreamGroupId;
+  if (g === 'none') return null;
+  return g.length > 0 ? g : config.router.groupId;
 }

@@ -193,6 +193,18 @@ export const schema = {
       default: 10000,
       env: 'KADE_DETECTOR_IDLE_TIMEOUT_MS',
     },
+    upstreamGroupId: {
+      doc: 'Consumer group feeding the keyed topic; idle partitions advance only when it keeps up with the raw topic. Empty: router.groupId; "none": no upstream check.',
+      format: String,
+      default: '',
+      env: 'KADE_DETECTOR_UPSTREAM_GROUP_ID',
+    },
+    upstreamMaxLag: {
+      doc: 'Upstream backlog (records) under which the routers count as keeping up, so idle partitions may advance.',
+      format: 'non-negative-int',
+      default: 1000,
+      env: 'KADE_DETECTOR_UPSTREAM_MAX_LAG',
+    },
     tickMs: {
       doc: 'Wall-clock timer period that checks idle partitions.',
       format: 'positive-int',

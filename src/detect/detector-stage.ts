@@ -1,6 +1,6 @@
 import { Consumer, Kafka, Producer } from 'kafkajs';
 import type { Redis } from 'ioredis';
-import { KadeConfig, dlqTopic } from '../config/load';
+import { KadeConfig, dlqTopic, upstreamGroup } from '../config/load';
 import { KafkaAlertSink } from '../alerts/publisher';
 import { runBatchLoop } from '../ingest/batch-loop';
 import { BadInputError } from '../ingest/errors';
@@ -9,12 +9,13 @@ import { KeyedCodec } from '../ingest/keyed-codec';
 import { createProducer } from '../ingest/kafka';
 import { sendChunked } from '../ingest/send-chunked';
 import { Logger } from '../ops/logger';
-import { Metrics } from '../ops/metrics';
+import { LagTracker, Metrics } from '../ops/metrics';
 import { KeyBuilder } from '../state/keys';
 import { RedisState } from '../state/redis-state';
 import { Serial } from '../util/serial';
 import { CompiledPlan } from './compiled-plan';
 import { Detector, DetectorRecord } from './detector';
+import { UpstreamBacklog } from './upstream-backlog';
 
 /**
  * The detector stage: a consumer group on the keyed topic (read_committed), one Detector per
@@ -28,6 +29,7 @@ export class DetectorStage {
   private readonly codec = new KeyedCodec();
   private readonly serial = new Serial();
   private timer: NodeJS.Timeout | null = null;
+  private upstream: UpstreamBacklog | null = null;
   private assigned: number[] = [];
   private joined = false;
 
@@ -41,7 +43,8 @@ export class DetectorStage {
   ) {
     this.sink = new KafkaAlertSink(kafka, config.topics.alerts, config.alerts.format);
     for (const plan of plans) {
-      const state = new RedisState(redis, new KeyBuilder(config.redis.keyPrefix, plan.plan.stateKey), plan, config.detector.stateTtlSeconds);
+      const state = new RedisState(redis, new KeyBuilder(config.redis.keyPrefix, plan.plan.stateKey), plan, config.detector.stateTtlSeconds,
+        (op, seconds) => metrics.redisSeconds.observe({ op }, seconds));
       this.detectors.set(plan.id, new Detector(plan, state, this.sink, {
         latenessMs: config.detector.latenessMs,
         idleTimeoutMs: config.detector.idleTimeoutMs,
@@ -63,6 +66,14 @@ export class DetectorStage {
     }
   }
 
+  private updateWatermarkLag(): void {
+    let lowest: number | null = null;
+    for (const d of this.detectors.values()) {
+      for (const p of d.progress().values()) if (p.watermark !== null && (lowest === null || p.watermark < lowest)) lowest = p.watermark;
+    }
+    if (lowest !== null) this.metrics.watermarkLag.set((Date.now() - lowest) / 1000);
+  }
+
   /** Loaded partitions' progress per rule (for the demo and tests). */
   progress(): Map<string, ReturnType<Detector['progress']>> {
     return new Map([...this.detectors].map(([id, d]) => [id, d.progress()]));
@@ -82,6 +93,7 @@ export class DetectorStage {
     const consumer = this.consumer;
     consumer.on(consumer.events.REBALANCING, () => {
       this.joined = false;
+      this.metrics.consumerLag.set({ stage: 'detector' }, 0);
       void this.serial.run(async () => { for (const d of this.detectors.values()) d.reset(); });
     });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -94,15 +106,24 @@ export class DetectorStage {
         }
       }).catch((err) => this.log.error({ err }, 'loading partition state failed'));
     });
+    const lag = new LagTracker(this.metrics, 'detector');
     consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
       if (e.payload.topic !== config.topics.keyed) return;
+      lag.note(e.payload.partition, Number(e.payload.offsetLag));
       for (const d of this.detectors.values()) d.notePosition(e.payload.partition, Number(e.payload.lastOffset), Number(e.payload.highWatermark));
     });
     await consumer.connect();
+    const upstream = new UpstreamBacklog(this.kafka, upstreamGroup(config), config.topics.raw, config.detector.upstreamMaxLag);
+    this.upstream = upstream;
     this.timer = setInterval(() => {
       if (!this.joined) return;
-      this.serial.run(async () => { for (const d of this.detectors.values()) await d.onTick(); })
-        .catch((err) => this.log.error({ err }, 'idle timer failed'));
+      this.serial.run(async () => {
+        this.updateWatermarkLag();
+        const idle = [...this.detectors.values()].some((d) => d.idleCandidates().length > 0);
+        if (!idle) return;
+        const drained = await upstream.drained();
+        for (const d of this.detectors.values()) await d.onTick(drained);
+      }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
     await runBatchLoop(consumer, config.topics.keyed, (batch) => this.serial.run(async () => {
       const started = process.hrtime.bigint();
@@ -146,6 +167,7 @@ export class DetectorStage {
 
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
+    await this.upstream?.close();
     await this.consumer?.disconnect();
     await this.serial.run(async () => undefined);
     await this.sink.close();

@@ -160,12 +160,27 @@ export class Detector {
     if (highWatermark !== null) ps.highWatermark = highWatermark;
   }
 
-  /** Wall-clock timer: advances idle, caught-up partitions and closes their windows. */
-  async onTick(): Promise<void> {
+  /** Partitions whose clock would advance on an idle tick now, if upstream is drained. */
+  idleCandidates(): number[] {
+    const now = this.opts.now();
+    return [...this.partitions].filter(([, ps]) => this.caughtUp(ps) && ps.clock.wouldAdvanceIdle(now)).map(([p]) => p);
+  }
+
+  private caughtUp(ps: PartitionState): boolean {
+    return ps.highWatermark === null || ps.lastOffset === null || ps.lastOffset + 1 >= ps.highWatermark;
+  }
+
+  /**
+   * Wall-clock timer: advances idle, caught-up partitions and closes their windows.
+   * `upstreamDrained` says no record is still on its way to this topic (the router has no
+   * backlog): without it an idle partition only means the upstream stalled, and jumping the
+   * watermark to the wall clock would make the rest of a replay late.
+   */
+  async onTick(upstreamDrained = true): Promise<void> {
+    if (!upstreamDrained) return;
     const now = this.opts.now();
     for (const [p, ps] of this.partitions) {
-      const caughtUp = ps.highWatermark === null || ps.lastOffset === null || ps.lastOffset + 1 >= ps.highWatermark;
-      if (ps.clock.advanceIdle(now, caughtUp)) await this.closeWindows(p, ps);
+      if (ps.clock.advanceIdle(now, this.caughtUp(ps))) await this.closeWindows(p, ps);
     }
   }
 

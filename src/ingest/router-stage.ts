@@ -2,7 +2,7 @@ import { Kafka, Consumer } from 'kafkajs';
 import { KadeConfig, dlqTopic } from '../config/load';
 import { CompiledPlan } from '../detect/compiled-plan';
 import { Logger } from '../ops/logger';
-import { Metrics } from '../ops/metrics';
+import { LagTracker, Metrics } from '../ops/metrics';
 import { runBatchLoop } from './batch-loop';
 import { PartitionTransactions } from './partition-transactions';
 import { EventTimeAligner } from './event-time-aligner';
@@ -44,7 +44,9 @@ export class RouterStage {
     const consumer = this.consumer;
     const aligner = new EventTimeAligner(config.router.alignMs);
     const topic = config.topics.raw;
-    consumer.on(consumer.events.REBALANCING, () => { this.joined = false; });
+    const lag = new LagTracker(this.metrics, 'router');
+    consumer.on(consumer.events.REBALANCING, () => { this.joined = false; lag.reset(); });
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => lag.note(e.payload.partition, Number(e.payload.offsetLag)));
     consumer.on(consumer.events.GROUP_JOIN, () => {
       this.joined = true;
       const paused = aligner.reset();

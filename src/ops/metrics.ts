@@ -16,9 +16,33 @@ export class Metrics {
   });
   readonly windowsClosed = new Counter({ name: 'kade_windows_closed_total', help: 'Windows evaluated (per partition)', registers: [this.registry] });
   readonly alerts = new Counter({ name: 'kade_alerts_total', help: 'Rule matches by outcome: published or suppressed', labelNames: ['outcome'], registers: [this.registry] });
+  readonly redisSeconds = new Histogram({
+    name: 'kade_redis_call_duration_seconds', help: 'Duration of one pipelined Redis round trip, by operation', labelNames: ['op'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [this.registry],
+  });
+  readonly consumerLag = new Gauge({ name: 'kade_consumer_lag_records', help: 'Records behind the end of this process\'s partitions', labelNames: ['stage'], registers: [this.registry] });
   readonly watermarkLag = new Gauge({ name: 'kade_watermark_lag_seconds', help: 'Wall clock minus the lowest partition watermark', registers: [this.registry] });
 
   constructor(withDefaults = false) {
     if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'kade_' });
+  }
+}
+
+/** Sums per-partition lag reported by kafkajs batch events into one gauge per stage. */
+export class LagTracker {
+  private readonly lag = new Map<number, number>();
+
+  constructor(private readonly metrics: Metrics, private readonly stage: string) {}
+
+  note(partition: number, offsetLag: number): void {
+    this.lag.set(partition, offsetLag);
+    let sum = 0;
+    for (const v of this.lag.values()) sum += v;
+    this.metrics.consumerLag.set({ stage: this.stage }, sum);
+  }
+
+  reset(): void {
+    this.lag.clear();
+    this.metrics.consumerLag.set({ stage: this.stage }, 0);
   }
 }

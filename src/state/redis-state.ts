@@ -21,6 +21,7 @@ export class RedisState implements DetectorState {
     private readonly keys: KeyBuilder,
     private readonly plan: CompiledPlan,
     private readonly ttlSeconds: number,
+    private readonly observe: (op: string, seconds: number) => void = () => undefined,
   ) {
     registerScripts(redis);
     this.switchable = plan.fields.filter((f) => f.needDistinct && !f.needValues).map((f) => f.index);
@@ -45,7 +46,7 @@ export class RedisState implements DetectorState {
       pipe.hset(this.keys.checkpoint(partition), 'streamTime', String(streamTime));
       pipe.expire(this.keys.checkpoint(partition), this.ttlSeconds);
     }
-    const replies = await this.exec(pipe);
+    const replies = await this.exec(pipe, 'apply_batch');
     const partial: PaneDelta[] = [];
     let replayed = 0;
     deltas.forEach((d, i) => {
@@ -57,7 +58,7 @@ export class RedisState implements DetectorState {
       // A replay after a crash overlapped a batch already applied: resend with exact offsets.
       const retry = this.redis.pipeline();
       for (const d of partial) this.queueUpdate(retry, d, true);
-      await this.exec(retry);
+      await this.exec(retry, 'apply_batch_retry');
       replayed += partial.length;
     }
     return { replayed };
@@ -76,7 +77,7 @@ export class RedisState implements DetectorState {
     pipe.hgetall(this.keys.checkpoint(partition));
     pipe.zrange(this.keys.activePanes(partition), 0, -1);
     pipe.zrange(this.keys.recentMatches(partition), 0, -1, 'WITHSCORES');
-    const [ckpt, panes, recent] = await this.exec(pipe) as [Record<string, string>, string[], string[]];
+    const [ckpt, panes, recent] = await this.exec(pipe, 'load_partition') as [Record<string, string>, string[], string[]];
     const num = (v: string | undefined): number | null => (v === undefined || v === '' ? null : Number(v));
     const recentMap = new Map<string, number>();
     for (let i = 0; i + 1 < recent.length; i += 2) recentMap.set(recent[i], Number(recent[i + 1]));
@@ -91,20 +92,20 @@ export class RedisState implements DetectorState {
   async activeGroups(partition: number, panes: number[]): Promise<Map<number, string[]>> {
     const pipe = this.redis.pipeline();
     for (const p of panes) pipe.smembers(this.keys.activeGroups(partition, p));
-    const replies = await this.exec(pipe) as string[][];
+    const replies = await this.exec(pipe, 'active_groups') as string[][];
     return new Map(panes.map((p, i) => [p, replies[i]]));
   }
 
   async evalCounts(windows: WindowRef[]): Promise<WindowAggregates[]> {
     const pipe = this.redis.pipeline();
     for (const w of windows) this.queueEval(pipe, w, 'c');
-    return (await this.exec(pipe)).map(parseCountsReply);
+    return (await this.exec(pipe, 'eval_counts')).map(parseCountsReply);
   }
 
   async evalValues(windows: WindowRef[]): Promise<WindowValues[]> {
     const pipe = this.redis.pipeline();
     for (const w of windows) this.queueEval(pipe, w, 'v');
-    return (await this.exec(pipe)).map(parseValuesReply);
+    return (await this.exec(pipe, 'eval_values')).map(parseValuesReply);
   }
 
   private queueEval(pipe: ChainableCommander, w: WindowRef, mode: 'c' | 'v'): void {
@@ -123,7 +124,7 @@ export class RedisState implements DetectorState {
     if (gids.length === 0) return new Map();
     const pipe = this.redis.pipeline();
     for (const g of gids) pipe.get(this.keys.suppression(g));
-    const replies = await this.exec(pipe) as Array<string | null>;
+    const replies = await this.exec(pipe, 'read_suppression') as Array<string | null>;
     return new Map(gids.map((g, i) => [g, replies[i] === null ? null : Number(replies[i])]));
   }
 
@@ -150,7 +151,7 @@ export class RedisState implements DetectorState {
       pipe.zrem(this.keys.activePanes(partition), ...input.retiredPanes.map(String));
       for (const p of input.retiredPanes) pipe.del(this.keys.activeGroups(partition, p));
     }
-    await this.exec(pipe);
+    await this.exec(pipe, 'commit');
   }
 
   /** Saves the clock alone (after a batch that closed no window). */
@@ -158,13 +159,15 @@ export class RedisState implements DetectorState {
     await this.commit(partition, { clock, matched: [], alerted: [], retiredPanes: [] });
   }
 
-  private async exec(pipe: ChainableCommander): Promise<unknown[]> {
+  private async exec(pipe: ChainableCommander, op = 'other'): Promise<unknown[]> {
+    const started = process.hrtime.bigint();
     let replies: Array<[Error | null, unknown]> | null;
     try {
       replies = await pipe.exec();
     } catch (cause) {
       throw new DependencyError('redis', `redis pipeline failed: ${(cause as Error).message}`, { cause });
     }
+    this.observe(op, Number(process.hrtime.bigint() - started) / 1e9);
     if (replies === null) throw new DependencyError('redis', 'redis pipeline was discarded');
     return replies.map(([err, result]) => {
       if (err !== null) throw classifyRedisError(err);

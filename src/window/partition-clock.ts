@@ -64,6 +64,13 @@ export class PartitionClock {
     this.lastRecordWallMs = nowMs;
   }
 
+  /** True if advanceIdle(nowMs, true) would move the watermark. */
+  wouldAdvanceIdle(nowMs: number): boolean {
+    if (this.state.streamTime === null || nowMs - this.lastRecordWallMs < this.idleTimeoutMs) return false;
+    const current = this.watermark();
+    return current === null || nowMs - this.latenessMs > current;
+  }
+
   /**
    * Wall-clock timer: after idleTimeout without records on a caught-up partition, the watermark
    * follows the wall clock (now - lateness): any record that still comes has an event time near

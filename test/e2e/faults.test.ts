@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import Redis from 'ioredis';
+import { Alert } from '../../src/alerts/alert';
+import { AlertCodec } from '../../src/alerts/codec';
+import { KadeConfig } from '../../src/config/load';
+import { KeyedCodec } from '../../src/ingest/keyed-codec';
+import { routeRecords } from '../../src/ingest/route';
+import { sendChunked } from '../../src/ingest/send-chunked';
+import { ensureTopics } from '../../src/ingest/topics';
+import { loadRules } from '../../src/rules/load-rules';
+import { KeyBuilder } from '../../src/state/keys';
+import { GeneratedEvent, generateAuditStream } from '../helpers/audit-generator';
+import { canonicalKade, canonicalOracle, diffAlerts } from '../helpers/compare-alerts';
+import { oracleAlerts } from '../helpers/esql-oracle';
+import { deleteTopics, isolatedConfig, readTopic, testKafka, uniqueName, waitFor } from '../helpers/kafka';
+import { spawnKade } from '../helpers/kade-process';
+import { deleteByPrefix } from '../helpers/redis';
+
+const EVENTS = Number(process.env.KADE_FAULT_EVENTS ?? 40_000);
+const W = 360_000;
+const P = 60_000;
+
+interface Prepared {
+  config: KadeConfig;
+  events: GeneratedEvent[];
+  raw: Array<{ key: string; value: string; headers: Record<string, string> }>;
+  maxTime: number;
+}
+
+async function prepare(tag: string, seed: number): Promise<Prepared> {
+  const config = isolatedConfig(tag, { 'detector.latenessMs': 600_000, 'detector.idleTimeoutMs': 4000, 'topics.rawPartitions': 3, 'topics.keyedPartitions': 4 });
+  await ensureTopics(testKafka(), config);
+  const events = [...generateAuditStream({ seed, events: EVENTS, attacks: 20 })];
+  let maxTime = 0;
+  const raw = events.map((ev) => {
+    const e = ev.event as { user?: { username?: string }; sourceIPs?: string[]; requestReceivedTimestamp: string };
+    maxTime = Math.max(maxTime, Date.parse(e.requestReceivedTimestamp));
+    return { key: `${e.user?.username ?? ''}|${e.sourceIPs?.[0] ?? ''}`, value: JSON.stringify(ev.event), headers: { 'kade.namespace': ev.cluster } };
+  });
+  const producer = testKafka().producer();
+  await producer.connect();
+  await sendChunked(producer, [{ topic: config.topics.raw, messages: raw }], { acks: -1 });
+  await producer.disconnect();
+  return { config, events, raw, maxTime };
+}
+
+async function groupCaughtUp(config: KadeConfig, groupId: string, topic: string): Promise<boolean> {
+  const admin = testKafka().admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return ends.every((e) => {
+      const c = committed.partitions.find((p) => p.partition === e.partition);
+      return Number(e.high) === 0 || (c !== undefined && Number(c.offset) >= Number(e.high) - 1);
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function windowsClosed(redis: Redis, config: KadeConfig, maxTime: number): Promise<boolean> {
+  const keys = new KeyBuilder(config.redis.keyPrefix, 'epe2');
+  const lastEnd = Math.floor(maxTime / P) * P + W;
+  for (let p = 0; p < config.topics.keyedPartitions; p++) {
+    const c = await redis.hgetall(keys.checkpoint(p));
+    if (c.lastClosed === undefined || c.lastClosed === '' || Number(c.lastClosed) < lastEnd) return false;
+  }
+  return true;
+}
+
+async function collectAlerts(config: KadeConfig): Promise<{ alerts: Alert[]; stop: () => Promise<void> }> {
+  const alerts: Alert[] = [];
+  const codec = new AlertCodec();
+  const reader = testKafka().consumer({ groupId: uniqueName('alerts') });
+  await reader.connect();
+  await reader.subscribe({ topic: config.topics.alerts, fromBeginning: true });
+  await reader.run({ eachMessage: async ({ message }) => { alerts.push(codec.decode(message.value as Buffer, undefined).alert as Alert); } });
+  return { alerts, stop: () => reader.disconnect() };
+}
+
+function assertLikeOracle(alerts: Alert[], events: GeneratedEvent[], suppressMs: number): void {
+  const ids = alerts.map((a) => a.id);
+  assert.equal(new Set(ids).size, ids.length, `each alert id delivered exactly once (${ids.length} records, ${new Set(ids).size} ids)`);
+  const oracle = oracleAlerts(events, { windowMs: W, hopMs: P, suppressMs });
+  assert.ok(oracle.alerts.length >= 10, `the stream holds attacks (${oracle.alerts.length})`);
+  const diff = diffAlerts(alerts.map(canonicalKade), oracle.alerts.map(canonicalOracle), 20);
+  assert.deepEqual(diff, [], diff.join('\n'));
+}
+
+describe('fault injection (separate processes, real broker and Redis)', function () {
+  this.timeout(600_000);
+
+  it('a router killed with SIGKILL mid-stream and restarted leaves no duplicate and no gap', async () => {
+    const { config, events, raw, maxTime } = await prepare('fault-router', 21);
+    const redis = new Redis(config.redis.url);
+    const kafka = testKafka();
+    // What a clean router writes, computed in-process from the same records.
+    const expected = routeRecords(raw.map((r, i) => ({
+      topic: config.topics.raw, partition: 0, offset: String(i), key: Buffer.from(r.key), value: Buffer.from(r.value),
+      headers: r.headers, timestamp: '0',
+    })), { plans: loadRules(''), codec: new KeyedCodec(), timeField: 'requestReceivedTimestamp', namespaceHeader: 'kade.namespace', defaultNamespace: 'default', maxMessageBytes: 1 << 20 });
+    const collector = await collectAlerts(config);
+    let router = spawnKade(['run', '--role', 'router'], config, 'fault-router-1');
+    const detector = spawnKade(['run', '--role', 'detector'], config, 'fault-router-det');
+    try {
+      await waitFor('the router to be mid-stream', async () => {
+        const admin = kafka.admin();
+        await admin.connect();
+        const ends = await admin.fetchTopicOffsets(config.topics.keyed);
+        await admin.disconnect();
+        return ends.reduce((s, e) => s + Number(e.high), 0) > expected.keyed.length / 4;
+      }, 120_000, 50);
+      router.child.kill('SIGKILL');
+      assert.equal(await router.exited, null, 'killed by a signal');
+      router = spawnKade(['run', '--role', 'router'], config, 'fault-router-2');
+      await waitFor('the router to finish', () => groupCaughtUp(config, config.router.groupId, config.topics.raw), 240_000, 500);
+      const keyed = await readTopic(kafka, config.topics.keyed, expected.keyed.length, 60_000);
+      const bag = (items: Array<{ key: unknown; value: unknown }>): string[] => items.map((m) => `${String(m.key)} ${Buffer.from(m.value as Buffer).toString('base64')}`).sort();
+      const actual = bag(keyed.map((m) => ({ key: m.key?.toString(), value: m.value })));
+      const want = bag(expected.keyed.map((m) => ({ key: m.key, value: m.value })));
+      assert.equal(actual.length, want.length, 'as many keyed records as a clean run (read_committed)');
+      assert.deepEqual(actual, want, 'the same keyed records: no duplicate, no gap');
+      await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 240_000, 500);
+      await new Promise((r) => setTimeout(r, 2000));
+      assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+    } finally {
+      await collector.stop();
+      await router.stop();
+      await detector.stop();
+      await deleteTopics(kafka, config);
+      await deleteByPrefix(redis, config.redis.keyPrefix);
+      await redis.quit();
+    }
+  });
+
+  it('a detector killed with SIGKILL while another runs: the group rebalances, same alerts, each once', async () => {
+    const { config, events, maxTime } = await prepare('fault-det', 23);
+    const redis = new Redis(config.redis.url);
+    const kafka = testKafka();
+    const collector = await collectAlerts(config);
+    const router = spawnKade(['run', '--role', 'router'], config, 'fault-det-router');
+    const survivor = spawnKade(['run', '--role', 'detector'], config, 'fault-det-1');
+    const victim = spawnKade(['run', '--role', 'detector'], config, 'fault-det-2');
+    try {
+      await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
+      victim.child.kill('SIGKILL');
+      assert.equal(await victim.exited, null, 'killed by a signal');
+      await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 300_000, 500);
+      await new Promise((r) => setTimeout(r, 2000));
+      assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+    } finally {
+      await collector.stop();
+      await router.stop();
+      await survivor.stop();
+      await deleteTopics(kafka, config);
+      await deleteByPrefix(redis, config.redis.keyPrefix);
+      await redis.quit();
+    }
+  });
+});
