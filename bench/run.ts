@@ -22,6 +22,7 @@ import { headerString } from '../src/ingest/dead-letter';
 import { sendChunked } from '../src/ingest/send-chunked';
 import { loadRules } from '../src/rules/load-rules';
 import { KeyBuilder } from '../src/state/keys';
+import { groupKafkaKey } from '../src/detect/group-id';
 import { packageRoot } from '../src/util/package-root';
 import { generateAuditStream, planAttacks } from '../test/helpers/audit-generator';
 import { BROKERS, testKafka } from '../test/helpers/kafka';
@@ -403,11 +404,21 @@ interface LiveResult {
   /** Receive time minus createdAt: publish (acks=all) + delivery to a consumer. */
   publishMs: { p50: number; p99: number };
   idleClosed: { n: number; p50: number; max: number };
+  /**
+   * Where the time goes (windows closed by stream time), from the detector's checkpoint streamTime
+   * polled every 50 ms: transit = first poll at which the alert's keyed partition's watermark
+   * (streamTime - lateness) passed the window end, minus the watermark instant (router, keyed topic,
+   * detector fetch and pane update); evaluate = createdAt - that poll (close, candidate evaluation,
+   * alert values); publish = receive time - createdAt.
+   */
+  breakdownMs: { transit: { p50: number; p99: number }; evaluate: { p50: number; p99: number }; publish: { p50: number; p99: number }; n: number };
+  /** Wall clock minus the detector's stream time, sampled every 50 ms over all partitions. */
+  detectorStreamLagMs: { p50: number; p99: number };
   lagAtEnd: { router: number; detector: number };
   peakRssBytes: { router: number; detector: number };
   cpuPercent: { router: number; detector: number };
   late: number;
-  samples: Array<{ windowEnd: number; latencyMs: number; decideMs: number; kind: 'stream' | 'idle' }>;
+  samples: Array<{ windowEnd: number; latencyMs: number; decideMs: number; transitMs: number; evaluateMs: number; kind: 'stream' | 'idle' }>;
 }
 
 async function groupLag(admin: Admin, groupId: string, topic: string): Promise<number> {
@@ -495,6 +506,27 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
     const expected = planAttacks(gen).flatMap((a) => a.expected.flatMap((g) => g.alertWindowEnds));
     log(`  live: ${events} events at ${rate} ev/s from ${new Date(startMs).toISOString()}, ${expected.length} alerts expected`);
     const cpu0 = { router: cpuSecondsOf(router.pid), detector: cpuSecondsOf(detector.pid), t: Date.now() };
+    // Probe: the detector's per-partition stream time, as it saves it with every batch.
+    const ckpt = new KeyBuilder(`${ctx.runId}-live`, ctx.ruleKey);
+    const timeline: Array<Array<{ t: number; streamTime: number }>> = Array.from({ length: 6 }, () => []);
+    const streamLag: number[] = [];
+    let probing = true;
+    const probe = (async () => {
+      while (probing) {
+        const pipe = ctx.redis.pipeline();
+        for (let p = 0; p < 6; p++) pipe.hget(ckpt.checkpoint(p), 'streamTime');
+        const r = (await pipe.exec()) ?? [];
+        const t = Date.now();
+        r.forEach(([, v], p) => {
+          if (typeof v !== 'string' || v === '') return;
+          const st = Number(v);
+          const line = timeline[p];
+          if (line.length === 0 || line[line.length - 1].streamTime !== st) line.push({ t, streamTime: st });
+          if (t < startMs + seconds * 1000) streamLag.push(t - st);
+        });
+        await sleep(50);
+      }
+    })();
     const it = generateAuditStream(gen)[Symbol.iterator]();
     let next = it.next();
     let release = 0;
@@ -544,13 +576,21 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
     const memR = memoryOf(router.pid);
     const memD = memoryOf(detector.pid);
     const counters = await scrapeMetrics(detectorPort).catch(() => null);
+    probing = false;
+    await probe;
+    const partitioner = Partitioners.DefaultPartitioner();
+    const partitionMetadata = Array.from({ length: 6 }, (_, i) => ({ partitionId: i, leader: 1, replicas: [1], isr: [1], partitionErrorCode: 0, offlineReplicas: [] }));
     const samples = received.map(({ at, alert }) => {
       const wmAt = alert.windowEnd + latenessMs;
+      const p = partitioner({ topic: keyed, partitionMetadata, message: { key: groupKafkaKey(alert.groupValues), value: null } });
+      const seen = timeline[p].find((x) => x.streamTime - latenessMs >= alert.windowEnd)?.t ?? Number.NaN;
       return {
         windowEnd: alert.windowEnd,
         latencyMs: at - wmAt,
         decideMs: alert.createdAt - wmAt,
         publishMs: at - alert.createdAt,
+        transitMs: seen - wmAt,
+        evaluateMs: alert.createdAt - seen,
         kind: (wmAt <= endMs - 1000 ? 'stream' : 'idle') as 'stream' | 'idle',
       };
     });
@@ -572,12 +612,19 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
       latencyMs: { p50: percentile(lat, 50), p99: percentile(lat, 99), max: Math.max(...lat), min: Math.min(...lat) },
       decideMs: { p50: percentile(stream.map((s) => s.decideMs), 50), p99: percentile(stream.map((s) => s.decideMs), 99) },
       publishMs: { p50: percentile(stream.map((s) => s.publishMs), 50), p99: percentile(stream.map((s) => s.publishMs), 99) },
+      breakdownMs: {
+        transit: { p50: percentile(stream.map((x) => x.transitMs), 50), p99: percentile(stream.map((x) => x.transitMs), 99) },
+        evaluate: { p50: percentile(stream.map((x) => x.evaluateMs), 50), p99: percentile(stream.map((x) => x.evaluateMs), 99) },
+        publish: { p50: percentile(stream.map((x) => x.publishMs), 50), p99: percentile(stream.map((x) => x.publishMs), 99) },
+        n: stream.filter((x) => Number.isFinite(x.transitMs)).length,
+      },
+      detectorStreamLagMs: { p50: percentile(streamLag, 50), p99: percentile(streamLag, 99) },
       idleClosed: { n: idle.length, p50: percentile(idle.map((s) => s.latencyMs), 50), max: idle.length > 0 ? Math.max(...idle.map((s) => s.latencyMs)) : Number.NaN },
       lagAtEnd,
       peakRssBytes: { router: memR?.peakRss ?? Number.NaN, detector: memD?.peakRss ?? Number.NaN },
       cpuPercent: { router: ((cpu1.router - cpu0.router) / wall) * 100, detector: ((cpu1.detector - cpu0.detector) / wall) * 100 },
       late: metric(counters, 'kade_events_total', { stage: 'detector', outcome: 'late' }),
-      samples: samples.map(({ windowEnd, latencyMs, decideMs, kind }) => ({ windowEnd, latencyMs, decideMs, kind })),
+      samples: samples.map(({ windowEnd, latencyMs, decideMs, transitMs, evaluateMs, kind }) => ({ windowEnd, latencyMs, decideMs, transitMs, evaluateMs, kind })),
     };
   } finally {
     await producer.disconnect().catch(() => undefined);
@@ -813,6 +860,9 @@ async function main(): Promise<void> {
     ['latency p50 / p99 / max (window closed by stream time)', `${fmt(live.latencyMs.p50)} / ${fmt(live.latencyMs.p99)} / ${fmt(live.latencyMs.max)} ms over ${live.streamClosed}`],
     ['  of which decision (createdAt - watermark) p50 / p99', `${fmt(live.decideMs.p50)} / ${fmt(live.decideMs.p99)} ms`],
     ['  of which publish + delivery p50 / p99', `${fmt(live.publishMs.p50)} / ${fmt(live.publishMs.p99)} ms`],
+    ['  transit to the detector (watermark seen in Redis) p50 / p99', `${fmt(live.breakdownMs.transit.p50)} / ${fmt(live.breakdownMs.transit.p99)} ms`],
+    ['  close + evaluate + build (createdAt - watermark seen) p50 / p99', `${fmt(live.breakdownMs.evaluate.p50)} / ${fmt(live.breakdownMs.evaluate.p99)} ms`],
+    ['detector stream time behind the wall clock p50 / p99', `${fmt(live.detectorStreamLagMs.p50)} / ${fmt(live.detectorStreamLagMs.p99)} ms`],
     ['windows closed by idleness after traffic stopped', `${live.idleClosed.n} (p50 ${fmt(live.idleClosed.p50)} ms, max ${fmt(live.idleClosed.max)} ms)`],
     ['lag at end of production (router; detector)', `${live.lagAtEnd.router}; ${live.lagAtEnd.detector} records`],
     ['CPU (router; detector)', `${fmt(live.cpuPercent.router)}%; ${fmt(live.cpuPercent.detector)}%`],
@@ -969,7 +1019,7 @@ function markdown(m: MdInput): string {
   L.push('  and `dist/bench/noop-consumer.js`, the ceiling: kade\'s own batch loop (`runBatchLoop`: eachBatch, resolve, commit,');
   L.push('  heartbeat) with the same consumer options and a handler that does nothing. Log level info, as deployed.');
   L.push('- **Rate** = input records / (time the group\'s committed offsets reach the end offsets - time the group is first');
-  L.push('  seen Stable), both polled every 100 ms with the Kafka admin API, the same way for every worker. The detector also');
+  L.push('  seen Stable), both polled every 50 ms with the Kafka admin API, the same way for every worker. The detector also');
   L.push(`  waits for every partition checkpoint's lastClosed to pass its last window (idle timeout 1 s, tick 100 ms, lateness`);
   L.push(`  ${m.opts.latenessMs / 1000} s so a backlog replay has no late events). Ratios are per run (stage / no-op run just before it), then the median.`);
   L.push('- **Router** runs read the raw topic and each write a fresh keyed topic (6 partitions); the detector and the no-op');

@@ -110,7 +110,7 @@ export async function watchGroup(
   workers: Worker[],
   opts: { pollMs?: number; timeoutMs?: number; extraDone?: () => Promise<boolean>; requireStable?: boolean } = {},
 ): Promise<GroupTimes> {
-  const pollMs = opts.pollMs ?? 100;
+  const pollMs = opts.pollMs ?? 50;
   const deadline = Date.now() + (opts.timeoutMs ?? 30 * 60_000);
   let tStable: number | null = null;
   let tLagZero: number | null = null;

@@ -13,7 +13,7 @@ export interface KadeConfig {
   };
   router: {
     groupId: string; namespaceHeader: string; defaultNamespace: string;
-    timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; alignMs: number; maxMessageBytes: number;
+    timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; alignMs: number; maxJsonDepth: number; maxMessageBytes: number;
   };
   detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; upstreamGroupId: string; upstreamMaxLag: number; tickMs: number; stateTtlSeconds: number };
   alerts: { format: 'avro' | 'json'; suppressionMs: number };

@@ -167,6 +167,12 @@ export const schema = {
       default: 60000,
       env: 'KADE_ROUTER_ALIGN_MS',
     },
+    maxJsonDepth: {
+      doc: 'Raw records whose JSON nests deeper than this go to the dead-letter topic unparsed.',
+      format: 'positive-int',
+      default: 64,
+      env: 'KADE_ROUTER_MAX_JSON_DEPTH',
+    },
     maxMessageBytes: {
       doc: 'Raw records larger than this go to the dead-letter topic unparsed.',
       format: 'positive-int',

@@ -1,6 +1,7 @@
 import { AuditRecord, emptyAuditRecord } from '../ingest/audit-record';
 import { validateWindowSpec } from '../window/panes';
 import { FieldAccessor, FieldValue, resolveField } from './fields';
+import { capValue } from './cap-value';
 import { AggregateSpec, ComparisonOp, ConditionClause, RulePlan } from './plan';
 
 /** A source field that some aggregate reads, with the index that tags its members in Redis. */
@@ -89,7 +90,7 @@ export class CompiledPlan {
     let keys: GroupKey[] = [[]];
     for (const acc of this.groupAccessors) {
       const raw = acc.read(record);
-      const values: Array<string | null> = raw.length === 0 ? [null] : [...new Set(raw.map(String))];
+      const values: Array<string | null> = raw.length === 0 ? [null] : [...new Set(raw.map((v) => capValue(String(v))))];
       if (values.length === 1) {
         for (const k of keys) k.push(values[0]);
       } else {

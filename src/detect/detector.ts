@@ -6,6 +6,7 @@ import { PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
 import { groupId, groupKafkaKey } from './group-id';
+import { capValue } from './cap-value';
 
 /** One decoded record of the keyed topic. */
 export interface DetectorRecord {
@@ -136,7 +137,7 @@ export class Detector {
         if (values.length === 0) continue;
         let set = d.members.get(t.index);
         if (set === undefined) d.members.set(t.index, (set = new Set()));
-        for (const v of values) set.add(String(v));
+        for (const v of values) set.add(capValue(String(v)));
       }
     }
     await this.state.applyBatch(partition, [...deltas.values()], activeByPane, ps.clock.snapshot().streamTime);

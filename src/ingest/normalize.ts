@@ -5,6 +5,8 @@ export type TimeField = 'requestReceivedTimestamp' | 'stageTimestamp';
 
 export interface NormalizeOptions {
   timeField: TimeField;
+  /** Deeper JSON is rejected before parsing (default 64; audit Events nest about 10 deep). */
+  maxJsonDepth?: number;
   /** data_stream.namespace of these records. */
   namespace: string;
   maxMessageBytes: number;
@@ -46,12 +48,13 @@ export function decodeRawMessage(value: Buffer | null, opts: NormalizeOptions): 
   } catch (cause) {
     throw new BadInputError('invalid-utf8', 'record value is not valid UTF-8', { cause });
   }
-  const doc = parseJson(text);
+  const maxDepth = opts.maxJsonDepth ?? DEFAULT_MAX_DEPTH;
+  const doc = parseJson(text, maxDepth);
   const out: DecodedMessage = { events: [], failures: [] };
   const items = unwrap(doc);
   items.forEach((item, index) => {
     try {
-      const event = typeof item === 'string' ? parseJson(item) : item;
+      const event = typeof item === 'string' ? parseJson(item, maxDepth) : item;
       out.events.push({ ...normalizeEvent(event, opts), index });
     } catch (err) {
       if (!(err instanceof BadInputError)) throw err;
@@ -61,7 +64,30 @@ export function decodeRawMessage(value: Buffer | null, opts: NormalizeOptions): 
   return out;
 }
 
-function parseJson(text: string): unknown {
+const DEFAULT_MAX_DEPTH = 64;
+
+/** True if brackets outside strings nest deeper than max (a linear scan, no parse). */
+export function jsonDepthExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+function parseJson(text: string, maxDepth: number): unknown {
+  if (jsonDepthExceeds(text, maxDepth)) throw new BadInputError('too-deep', `JSON nests deeper than ${maxDepth} levels`);
   try {
     return JSON.parse(text);
   } catch (cause) {

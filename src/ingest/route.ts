@@ -13,6 +13,7 @@ export interface RouteOptions {
   namespaceHeader: string;
   defaultNamespace: string;
   maxMessageBytes: number;
+  maxJsonDepth?: number;
 }
 
 export interface RouteResult {
@@ -38,7 +39,7 @@ export function routeRecords(records: SourceRecord[], opts: RouteOptions): Route
     const namespace = headerString(src.headers, opts.namespaceHeader) ?? opts.defaultNamespace;
     let decoded;
     try {
-      decoded = decodeRawMessage(src.value, { timeField: opts.timeField, namespace, maxMessageBytes: opts.maxMessageBytes });
+      decoded = decodeRawMessage(src.value, { timeField: opts.timeField, namespace, maxMessageBytes: opts.maxMessageBytes, maxJsonDepth: opts.maxJsonDepth });
     } catch (err) {
       if (!(err instanceof BadInputError)) throw err;
       out.dlq.push(deadLetter(src, err, null));

@@ -30,6 +30,7 @@ export class RouterStage {
       namespaceHeader: config.router.namespaceHeader,
       defaultNamespace: config.router.defaultNamespace,
       maxMessageBytes: config.router.maxMessageBytes,
+      maxJsonDepth: config.router.maxJsonDepth,
     };
   }
 

@@ -460,11 +460,14 @@ describe('normalize: bad input', () => {
         assert.ok(out.failures[0].error instanceof BadInputError);
       }
     }
-    // Deep nesting in a field kade never reads does not spoil the Event.
-    const deepIgnored = { ...GOOD, requestObject: 0 } as Raw;
-    const text = JSON.stringify(deepIgnored).replace('"requestObject":0', `"requestObject":${'['.repeat(depth)}${']'.repeat(depth)}`);
-    const out = decodeRawMessage(buf(text), big);
-    assert.equal(out.events.length, 1);
+    // Nesting is capped (64 levels by default) wherever it is, even in a field kade never reads...
+    const withNested = (d: number): Buffer => buf(JSON.stringify({ ...GOOD, requestObject: 0 } as Raw).replace('"requestObject":0', `"requestObject":${'['.repeat(d)}${']'.repeat(d)}`));
+    assertThrowsReason(withNested(depth), 'too-deep');
+    assertThrowsReason(withNested(64), 'too-deep');
+    // ...while ordinary nesting under the cap does not spoil the Event; brackets inside strings do not count.
+    assert.equal(decodeRawMessage(withNested(60), big).events.length, 1);
+    const inString = JSON.stringify({ ...GOOD, requestURI: `/x?q=${'['.repeat(500)}"\\` });
+    assert.equal(decodeRawMessage(buf(inString), big).events.length, 1);
   });
 
   it('JSON that is not an object -> not-an-object', () => {
