@@ -9,13 +9,38 @@ import { GeneratedEvent, generateAuditStream, planAttacks } from '../helpers/aud
 import { canonicalKade, canonicalOracle, diffAlerts } from '../helpers/compare-alerts';
 import { oracleAlerts } from '../helpers/esql-oracle';
 import { deleteTopics, isolatedConfig, testKafka, uniqueName, waitFor } from '../helpers/kafka';
-import { spawnKade } from '../helpers/kade-process';
+import { freePort, scrapeCounter, spawnKade } from '../helpers/kade-process';
 import { deleteByPrefix } from '../helpers/redis';
 
 const EVENTS = Number(process.env.KADE_E2E_EVENTS ?? 200_000);
 const ATTACKS = 60;
 const W = 360_000;
 const P = 60_000;
+
+/** Data records (not transaction markers) on a topic, read_committed. */
+async function countKeyed(kafka: ReturnType<typeof testKafka>, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topic);
+  await admin.disconnect();
+  let n = 0;
+  const done = new Set<number>();
+  const consumer = kafka.consumer({ groupId: uniqueName('count'), readUncommitted: false });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      n += batch.messages.length;
+      if (Number(batch.lastOffset()) >= Number(batch.highWatermark) - 1) done.add(batch.partition);
+    },
+  });
+  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+    if (Number(e.payload.lastOffset) >= Number(e.payload.highWatermark) - 1) done.add(e.payload.partition);
+  });
+  await waitFor('the keyed topic read to its end', async () => ends.every((e) => Number(e.high) === 0 || done.has(e.partition)), 60_000);
+  await consumer.disconnect();
+  return n;
+}
 
 describe('end to end: kade over Kafka equals a plain re-computation of the query', function () {
   this.timeout(600_000);
@@ -50,8 +75,10 @@ describe('end to end: kade over Kafka equals a plain re-computation of the query
     assert.ok(oracle.alerts.length >= 20, `the stream should produce many alerts, oracle found ${oracle.alerts.length}`);
 
     const started = Date.now();
-    const router = spawnKade(['run', '--role', 'router'], config, 'e2e-router');
-    const detector = spawnKade(['run', '--role', 'detector'], config, 'e2e-detector');
+    const routerPort = await freePort();
+    const detectorPort = await freePort();
+    const router = spawnKade(['run', '--role', 'router'], config, 'e2e-router', { KADE_HTTP_PORT: String(routerPort) });
+    const detector = spawnKade(['run', '--role', 'detector'], config, 'e2e-detector', { KADE_HTTP_PORT: String(detectorPort) });
     const received: Alert[] = [];
     const codec = new AlertCodec();
     const reader = kafka.consumer({ groupId: uniqueName('alerts') });
@@ -76,6 +103,24 @@ describe('end to end: kade over Kafka equals a plain re-computation of the query
       await admin.disconnect();
       const total = end.reduce((s, e) => s + Number(e.high), 0);
       await waitFor(`${total} alerts read`, async () => received.length >= total, 30_000);
+      // Accounting: every produced event ends as exactly one outcome, and every keyed record too.
+      const outcome = (port: number, o: string): Promise<number> => scrapeCounter(port, 'kade_events_total', { outcome: o });
+      const [routed, filtered, dead] = await Promise.all(['routed', 'filtered', 'dead_lettered'].map((o) => outcome(routerPort, o)));
+      assert.equal(routed + filtered + dead, EVENTS, `router outcomes ${routed} + ${filtered} + ${dead} = events produced`);
+      const keyedTotal = (await (async () => {
+        const a = kafka.admin();
+        await a.connect();
+        try {
+          return (await a.fetchTopicOffsets(config.topics.keyed)).reduce((s, e) => s + Number(e.high), 0);
+        } finally {
+          await a.disconnect();
+        }
+      })());
+      const [applied, late] = await Promise.all(['applied', 'late'].map((o) => outcome(detectorPort, o)));
+      assert.equal(late, 0, 'no late event');
+      // the keyed topic also holds one commit marker per transaction and partition
+      assert.ok(applied > 0 && applied <= keyedTotal, `detector applied ${applied} of ${keyedTotal} keyed offsets`);
+      assert.equal(applied, await countKeyed(kafka, config.topics.keyed), 'every keyed record applied exactly once');
       const seconds = (Date.now() - started) / 1000;
       process.stdout.write(`      ${EVENTS} events through router and detector in ${seconds.toFixed(1)} s; ${received.length} alerts, oracle ${oracle.alerts.length} (${oracle.suppressed} suppressed)\n`);
     } finally {

@@ -38,10 +38,10 @@ export interface KadeProcess {
 }
 
 /** Runs the built CLI as a separate process; its logs go to a file under /tmp. */
-export function spawnKade(args: string[], config: KadeConfig, tag: string): KadeProcess {
+export function spawnKade(args: string[], config: KadeConfig, tag: string, extraEnv: NodeJS.ProcessEnv = {}): KadeProcess {
   const logFile = path.join('/tmp', `kade-${tag}-${process.pid}-${Date.now()}.log`);
   const log = createWriteStream(logFile);
-  const child = spawn(process.execPath, [CLI, ...args], { env: envOf(config), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...envOf(config), ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -58,4 +58,29 @@ export function spawnKade(args: string[], config: KadeConfig, tag: string): Kade
       return code;
     },
   };
+}
+
+/** Reads one Prometheus counter (summed over the given label filter) from a process's /metrics. */
+export async function scrapeCounter(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of body.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (ok) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createServer } = require('node:net') as typeof import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
