@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import Redis from 'ioredis';
+import { Kafka, logLevel } from 'kafkajs';
+import { startKafkaInstance } from '../helpers/kafka-instance';
 import { Alert } from '../../src/alerts/alert';
 import { AlertCodec } from '../../src/alerts/codec';
 import { KadeConfig } from '../../src/config/load';
@@ -27,9 +29,13 @@ interface Prepared {
   maxTime: number;
 }
 
-async function prepare(tag: string, seed: number): Promise<Prepared> {
-  const config = isolatedConfig(tag, { 'detector.latenessMs': 600_000, 'detector.idleTimeoutMs': 4000, 'topics.rawPartitions': 3, 'topics.keyedPartitions': 4 });
-  await ensureTopics(testKafka(), config);
+async function prepare(tag: string, seed: number, brokers?: string[]): Promise<Prepared> {
+  const config = isolatedConfig(tag, {
+    'detector.latenessMs': 600_000, 'detector.idleTimeoutMs': 4000, 'topics.rawPartitions': 3, 'topics.keyedPartitions': 4,
+    ...(brokers === undefined ? {} : { 'kafka.brokers': brokers }),
+  });
+  const kafka = kafkaOf(config);
+  await ensureTopics(kafka, config);
   const events = [...generateAuditStream({ seed, events: EVENTS, attacks: 20 })];
   let maxTime = 0;
   const raw = events.map((ev) => {
@@ -37,15 +43,19 @@ async function prepare(tag: string, seed: number): Promise<Prepared> {
     maxTime = Math.max(maxTime, Date.parse(e.requestReceivedTimestamp));
     return { key: `${e.user?.username ?? ''}|${e.sourceIPs?.[0] ?? ''}`, value: JSON.stringify(ev.event), headers: { 'kade.namespace': ev.cluster } };
   });
-  const producer = testKafka().producer();
+  const producer = kafka.producer();
   await producer.connect();
   await sendChunked(producer, [{ topic: config.topics.raw, messages: raw }], { acks: -1 });
   await producer.disconnect();
   return { config, events, raw, maxTime };
 }
 
+function kafkaOf(config: KadeConfig): Kafka {
+  return new Kafka({ clientId: 'kade-test', brokers: config.kafka.brokers, logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 100 } });
+}
+
 async function groupCaughtUp(config: KadeConfig, groupId: string, topic: string): Promise<boolean> {
-  const admin = testKafka().admin();
+  const admin = kafkaOf(config).admin();
   await admin.connect();
   try {
     const ends = await admin.fetchTopicOffsets(topic);
@@ -72,7 +82,7 @@ async function windowsClosed(redis: Redis, config: KadeConfig, maxTime: number):
 async function collectAlerts(config: KadeConfig): Promise<{ alerts: Alert[]; stop: () => Promise<void> }> {
   const alerts: Alert[] = [];
   const codec = new AlertCodec();
-  const reader = testKafka().consumer({ groupId: uniqueName('alerts') });
+  const reader = kafkaOf(config).consumer({ groupId: uniqueName('alerts') });
   await reader.connect();
   await reader.subscribe({ topic: config.topics.alerts, fromBeginning: true });
   await reader.run({ eachMessage: async ({ message }) => { alerts.push(codec.decode(message.value as Buffer, undefined).alert as Alert); } });
@@ -156,6 +166,34 @@ describe('fault injection (separate processes, real broker and Redis)', function
       await deleteTopics(kafka, config);
       await deleteByPrefix(redis, config.redis.keyPrefix);
       await redis.quit();
+    }
+  });
+
+  it('a Kafka broker restarted mid-stream: same alerts, each once', async () => {
+    const broker = await startKafkaInstance();
+    try {
+      const { config, events, maxTime } = await prepare('fault-broker', 25, broker.brokers);
+      const redis = new Redis(config.redis.url);
+      const collector = await collectAlerts(config);
+      const router = spawnKade(['run', '--role', 'router'], config, 'fault-broker-router');
+      const detector = spawnKade(['run', '--role', 'detector'], config, 'fault-broker-det');
+      try {
+        await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
+        await broker.restart();
+        await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 400_000, 500);
+        await new Promise((r) => setTimeout(r, 3000));
+        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+        assert.equal(router.child.exitCode, null, 'the router survived the broker restart');
+        assert.equal(detector.child.exitCode, null, 'the detector survived the broker restart');
+      } finally {
+        await collector.stop().catch(() => undefined);
+        await router.stop();
+        await detector.stop();
+        await deleteByPrefix(redis, config.redis.keyPrefix);
+        await redis.quit();
+      }
+    } finally {
+      await broker.stop();
     }
   });
 });
