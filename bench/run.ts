@@ -418,7 +418,7 @@ interface LiveResult {
   peakRssBytes: { router: number; detector: number };
   cpuPercent: { router: number; detector: number };
   late: number;
-  samples: Array<{ windowEnd: number; latencyMs: number; decideMs: number; transitMs: number; evaluateMs: number; kind: 'stream' | 'idle' }>;
+  samples: Array<{ windowEnd: number; partition: number; latencyMs: number; decideMs: number; transitMs: number; evaluateMs: number; kind: 'stream' | 'idle' }>;
 }
 
 async function groupLag(admin: Admin, groupId: string, topic: string): Promise<number> {
@@ -591,6 +591,7 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
         publishMs: at - alert.createdAt,
         transitMs: seen - wmAt,
         evaluateMs: alert.createdAt - seen,
+        partition: p,
         kind: (wmAt <= endMs - 1000 ? 'stream' : 'idle') as 'stream' | 'idle',
       };
     });
@@ -624,7 +625,7 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
       peakRssBytes: { router: memR?.peakRss ?? Number.NaN, detector: memD?.peakRss ?? Number.NaN },
       cpuPercent: { router: ((cpu1.router - cpu0.router) / wall) * 100, detector: ((cpu1.detector - cpu0.detector) / wall) * 100 },
       late: metric(counters, 'kade_events_total', { stage: 'detector', outcome: 'late' }),
-      samples: samples.map(({ windowEnd, latencyMs, decideMs, transitMs, evaluateMs, kind }) => ({ windowEnd, latencyMs, decideMs, transitMs, evaluateMs, kind })),
+      samples: samples.map(({ windowEnd, partition, latencyMs, decideMs, transitMs, evaluateMs, kind }) => ({ windowEnd, partition, latencyMs, decideMs, transitMs, evaluateMs, kind })),
     };
   } finally {
     await producer.disconnect().catch(() => undefined);
@@ -813,6 +814,15 @@ async function main(): Promise<void> {
     late: med(runs.detector, (r) => r.counters?.late ?? Number.NaN),
     alerts: med(runs.detector, (r) => r.counters?.alertsPublished ?? Number.NaN),
   };
+  const paneInfo = runs.detector[0]?.redis?.census;
+  const fieldNames = new Map(plan.fields.map((f) => [String(f.index), f.accessor.name]));
+  const fieldRows: string[][] = Object.entries(paneInfo?.fieldShare ?? {})
+    .sort((a, b) => b[1].bytes - a[1].bytes)
+    .map(([idx, v]) => {
+      const f = plan.fields.find((x) => String(x.index) === idx);
+      const use = f ? [f.needDistinct ? 'count_distinct' : '', f.needValues ? 'values' : ''].filter(Boolean).join(' + ') : '';
+      return [`${idx}: ${fieldNames.get(idx) ?? '?'}`, use, fmt(v.members, 2), fmt(v.bytes, 0)];
+    });
   const pct = (x: number): string => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100).toFixed(0)}%` : '-');
   const rtValue = Number.isFinite(s.roundTripsPerEvent) ? s.roundTripsPerEvent : s.readsPerEvent;
   const flatWorst = Math.max(Math.abs(1 - s.flatRouter), Math.abs(1 - s.flatDetector));
@@ -852,6 +862,10 @@ async function main(): Promise<void> {
     ['Redis memory / (group, pane), INFO delta', `${fmt(s.bytesPerGroupPane)} B`],
     ['Redis memory / (group, pane), MEMORY USAGE sample', `${fmt(s.sampledBytesPerGroupPane)} B`],
     ['(group, pane) pairs created', fmt(s.groupPanes)],
+    ['  sampled pane hash / pane set (MEMORY USAGE)', `${fmt(paneInfo?.sampledHashBytes)} B / ${fmt(paneInfo?.sampledSetBytes)} B`],
+    ['  members per pane set, mean member length', `${fmt(paneInfo?.membersPerSet, 1)}, ${fmt(paneInfo?.memberBytes, 1)} B`],
+    ['  pane set / hash encodings (sample)', `${JSON.stringify(paneInfo?.setEncodings ?? {})} / ${JSON.stringify(paneInfo?.hashEncodings ?? {})}`],
+    ['  pruned pane hashes (sample)', `${fmt((paneInfo?.prunedShare ?? Number.NaN) * 100, 1)}%`],
     ['Redis memory / (group, pane), 10x actors', `${fmt(s.bytesPerGroupPane10)} B`],
   ];
   const liveRows: string[][] = live ? [
@@ -908,7 +922,7 @@ async function main(): Promise<void> {
   if (errors.length === 0) {
     writeFileSync(path.join(root, 'docs', 'benchmarks.md'), markdown({
       machine, command, opts, startedAt, minutes: result.minutes, raw1, raw10, s, header, rows, redisRows, live, liveRows,
-      targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile),
+      targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile), fieldRows,
     }));
     log('docs/benchmarks.md updated');
   } else {
@@ -938,6 +952,7 @@ interface MdInput {
   targetRows: string[][];
   profiles: Record<string, ProfileSummary & { kept: string | null; bytes: number }>;
   jsonFile: string;
+  fieldRows: string[][];
 }
 
 function markdown(m: MdInput): string {
@@ -987,6 +1002,12 @@ function markdown(m: MdInput): string {
   L.push('');
   L.push(mdTable(['', 'value'], m.redisRows));
   L.push('');
+  if (m.fieldRows.length > 0) {
+    L.push('What a pane set holds (sampled pane sets of detector run 1, members `<field index>:<value>`):');
+    L.push('');
+    L.push(mdTable(['field', 'read by', 'members per set', 'member bytes per set'], m.fieldRows));
+    L.push('');
+  }
   if (m.live) {
     L.push(`## Alert latency (live ${m.live.rate} ev/s)`);
     L.push('');
@@ -1035,11 +1056,14 @@ function markdown(m: MdInput): string {
   L.push('  keeps (pane hashes, sets, HLLs, partition keys, suppression) averaged over the mix. The MEMORY USAGE sample');
   L.push('  (pane hash + set + HLLs of up to 400 pairs) is the per-key view without allocator and dict overhead.');
   L.push('- **Alert latency**: fresh topics; router and detector run live (lateness 30 s, idle timeout 2 s) while the bench');
-  L.push('  produces the generator\'s stream with `startMs` = now and `eventsPerSecond` = rate, releasing each event when the');
+  L.push(`  produces the generator\'s stream (${m.opts.liveAttacks} planned attacks) with \`startMs\` = now and \`eventsPerSecond\` = rate, releasing each event when the`);
   L.push('  wall clock reaches its event time, so event time = wall clock at production (up to the generator\'s 2 s jitter).');
   L.push('  A window ending at t is passed by the watermark at wall time t + lateness; latency = time an alert consumer');
   L.push('  (maxWaitTime 100 ms) receives the alert - (t + lateness). Windows whose t + lateness falls after the traffic stops');
-  L.push('  close by idleness and are reported apart.');
+  L.push('  close by idleness and are reported apart. The split: the bench polls every partition checkpoint\'s streamTime');
+  L.push('  (saved by the detector with each batch) every 50 ms; "transit" ends at the first poll where the alert\'s keyed');
+  L.push('  partition (murmur2 of the group key) has a watermark past the window end; "close + evaluate + build" ends at the');
+  L.push('  alert\'s createdAt; "publish + delivery" ends when the alert consumer receives it.');
   L.push('- **Peak RSS** is VmHWM of each worker process (/proc/<pid>/status) at the end of its run; CPU from /proc/<pid>/stat.');
   L.push('- **Profiles**: one extra router and detector run with `node --cpu-prof`, not counted in the medians; the summary');
   L.push('  is self time per function (bench/lib/profile.ts; `node dist/bench/profile-summary.js FILE` prints it).');

@@ -19,13 +19,40 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export function createRedis(config: KadeConfig): Redis {
-  return new Redis(config.redis.url, {
+export function createRedis(config: KadeConfig, log: Logger): Redis {
+  const redis = new Redis(config.redis.url, {
     // Commands wait for a reconnect instead of failing at once; the batch then fails retriably.
     maxRetriesPerRequest: 20,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000) + Math.floor(Math.random() * 100),
     enableAutoPipelining: false,
   });
+  // Connection errors are retried by ioredis; say so once per distinct error, not per retry.
+  let last = '';
+  redis.on('error', (err: Error) => {
+    if (err.message === last) return;
+    last = err.message;
+    log.warn({ err }, 'redis connection error; retrying');
+  });
+  redis.on('ready', () => {
+    if (last !== '') log.info('redis connection restored');
+    last = '';
+  });
+  return redis;
+}
+
+/** PING with a deadline: a probe must answer even while commands queue for a reconnect. */
+async function pingWithin(redis: Redis, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      redis.ping().then((r) => r === 'PONG'),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); }),
+    ]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The composition root: config -> clients -> stages -> start. The caller owns signals. */
@@ -42,7 +69,7 @@ export async function startKade(config: KadeConfig, log: Logger, metrics = new M
     await router.start();
   }
   if (config.role === 'detector' || config.role === 'all') {
-    redis = createRedis(config);
+    redis = createRedis(config, log.child({ module: 'redis' }));
     detector = new DetectorStage(createKafka(config, log, 'detector'), redis, config, plans, log.child({ module: 'detector' }), metrics);
     await detector.start();
   }
@@ -51,7 +78,8 @@ export async function startKade(config: KadeConfig, log: Logger, metrics = new M
     ? await startHttp(config.http.port, metrics, {
       version,
       ready: async () => {
-        if (redis !== null && (await redis.ping()) !== 'PONG') return false;
+        if (redis !== null && redis.status !== 'ready') return false;
+        if (redis !== null && !(await pingWithin(redis, 1000))) return false;
         return (router?.isReady() ?? true) && (detector?.isReady() ?? true);
       },
     })

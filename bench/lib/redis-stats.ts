@@ -96,6 +96,17 @@ export interface PaneCensus {
   sampled: number;
   /** Share of sampled pane hashes that are pruned (x = 1). */
   prunedShare: number;
+  /** Mean MEMORY USAGE of a pane hash alone, and of a pane set alone (sets that exist). */
+  sampledHashBytes: number;
+  sampledSetBytes: number;
+  /** Mean members per pane set and mean member length (bytes), over sampled sets. */
+  membersPerSet: number;
+  memberBytes: number;
+  /** OBJECT ENCODING of the sampled pane sets and hashes, with counts. */
+  setEncodings: Record<string, number>;
+  hashEncodings: Record<string, number>;
+  /** Sampled set members per field index (`<idx>:` prefix): mean members and mean bytes per set. */
+  fieldShare: Record<string, { members: number; bytes: number }>;
   /** Commands the census sent (to subtract from later deltas if needed). */
   commands: number;
 }
@@ -129,27 +140,52 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
   // Deterministic sample spread over the key list.
   const step = Math.max(1, Math.floor(hashes.length / sampleSize));
   let bytes = 0;
+  let hashBytes = 0;
+  let setBytes = 0;
+  let sets = 0;
+  let members = 0;
+  let memberBytes = 0;
   let sampled = 0;
   let pruned = 0;
+  const setEncodings: Record<string, number> = {};
+  const hashEncodings: Record<string, number> = {};
+  const fields: Record<string, { members: number; bytes: number }> = {};
   for (let i = 0; i < hashes.length && sampled < sampleSize; i += step) {
     const h = hashes[i];
     const pipe = redis.pipeline();
     pipe.call('MEMORY', 'USAGE', h, 'SAMPLES', '0');
     pipe.call('MEMORY', 'USAGE', `${h}:s`, 'SAMPLES', '0');
     pipe.hget(h, 'x');
+    pipe.call('OBJECT', 'ENCODING', h);
+    pipe.call('OBJECT', 'ENCODING', `${h}:s`);
+    pipe.smembers(`${h}:s`);
     for (let f = 0; f < 8; f++) pipe.call('MEMORY', 'USAGE', `${h}:h${f}`, 'SAMPLES', '0');
-    const r = (await pipe.exec()) ?? [];
-    commands += 11;
-    for (let j = 0; j < r.length; j++) {
-      if (j === 2) {
-        if (r[j][1] === '1') pruned++;
-        continue;
+    const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    commands += 14;
+    const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+    hashBytes += num(r[0]);
+    setBytes += num(r[1]);
+    bytes += num(r[0]) + num(r[1]);
+    for (let j = 6; j < r.length; j++) bytes += num(r[j]);
+    if (r[2] === '1') pruned++;
+    if (typeof r[3] === 'string') hashEncodings[r[3]] = (hashEncodings[r[3]] ?? 0) + 1;
+    if (typeof r[4] === 'string') {
+      setEncodings[r[4]] = (setEncodings[r[4]] ?? 0) + 1;
+      sets++;
+      const list = r[5] as string[];
+      members += list.length;
+      for (const m of list) {
+        memberBytes += Buffer.byteLength(m);
+        const idx = m.slice(0, m.indexOf(':'));
+        const e = (fields[idx] ??= { members: 0, bytes: 0 });
+        e.members++;
+        e.bytes += Buffer.byteLength(m);
       }
-      const v = r[j][1];
-      if (typeof v === 'number') bytes += v;
     }
     sampled++;
   }
+  const fieldShare: Record<string, { members: number; bytes: number }> = {};
+  for (const [k, v] of Object.entries(fields)) fieldShare[k] = { members: v.members / Math.max(1, sets), bytes: v.bytes / Math.max(1, sets) };
   return {
     groupPanes: hashes.length,
     paneSets,
@@ -159,6 +195,13 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
     sampledBytesPerGroupPane: sampled > 0 ? bytes / sampled : Number.NaN,
     sampled,
     prunedShare: sampled > 0 ? pruned / sampled : Number.NaN,
+    sampledHashBytes: sampled > 0 ? hashBytes / sampled : Number.NaN,
+    sampledSetBytes: sets > 0 ? setBytes / sets : Number.NaN,
+    membersPerSet: sets > 0 ? members / sets : Number.NaN,
+    memberBytes: members > 0 ? memberBytes / members : Number.NaN,
+    setEncodings,
+    hashEncodings,
+    fieldShare,
     commands,
   };
 }

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import Redis from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { startKafkaInstance } from '../helpers/kafka-instance';
+import { startRedisInstance } from '../helpers/redis-instance';
+import { freePort } from '../helpers/kade-process';
 import { Alert } from '../../src/alerts/alert';
 import { AlertCodec } from '../../src/alerts/codec';
 import { KadeConfig } from '../../src/config/load';
@@ -29,10 +31,11 @@ interface Prepared {
   maxTime: number;
 }
 
-async function prepare(tag: string, seed: number, brokers?: string[]): Promise<Prepared> {
+async function prepare(tag: string, seed: number, brokers?: string[], redisUrl?: string): Promise<Prepared> {
   const config = isolatedConfig(tag, {
     'detector.latenessMs': 600_000, 'detector.idleTimeoutMs': 4000, 'topics.rawPartitions': 3, 'topics.keyedPartitions': 4,
     ...(brokers === undefined ? {} : { 'kafka.brokers': brokers }),
+    ...(redisUrl === undefined ? {} : { 'redis.url': redisUrl }),
   });
   const kafka = kafkaOf(config);
   await ensureTopics(kafka, config);
@@ -194,6 +197,44 @@ describe('fault injection (separate processes, real broker and Redis)', function
       }
     } finally {
       await broker.stop();
+    }
+  });
+
+  it('Redis unreachable mid-stream: not ready, nothing committed past it, recovery without a restart', async () => {
+    // Redis with persistence: this is an outage, not a loss of state.
+    const store = await startRedisInstance({ appendOnly: true });
+    try {
+      const { config, events, maxTime } = await prepare('fault-redis-down', 27, undefined, store.url);
+      const redis = new Redis(store.url);
+      const port = await freePort();
+      const collector = await collectAlerts(config);
+      const router = spawnKade(['run', '--role', 'router'], config, 'fault-redis-router');
+      const detector = spawnKade(['run', '--role', 'detector'], config, 'fault-redis-det', { KADE_HTTP_PORT: String(port) });
+      const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${port}/ready`).catch(() => null))?.status ?? 0;
+      try {
+        await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
+        redis.disconnect();
+        await store.kill();
+        await waitFor('the detector to report not ready', async () => (await ready()) === 503, 30_000, 200);
+        await new Promise((r) => setTimeout(r, 3000));
+        assert.equal(detector.child.exitCode, null, 'the detector keeps running while Redis is down');
+        await store.restart();
+        await waitFor('the detector to be ready again', async () => (await ready()) === 200, 60_000, 200);
+        const again = new Redis(store.url);
+        try {
+          await waitFor('every window to close', () => windowsClosed(again, config, maxTime), 400_000, 500);
+        } finally {
+          await again.quit();
+        }
+        await new Promise((r) => setTimeout(r, 3000));
+        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+      } finally {
+        await collector.stop().catch(() => undefined);
+        await router.stop();
+        await detector.stop();
+      }
+    } finally {
+      await store.stop();
     }
   });
 });

@@ -72,15 +72,4 @@ export async function scrapeCounter(port: number, name: string, labels: Record<s
   return sum;
 }
 
-/** A TCP port free right now on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createServer } = require('node:net') as typeof import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports';

@@ -18,6 +18,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports';
 
 export interface RedisInstanceOptions {
   /** AOF persistence so data survives kill()/restart(); default false (no persistence at all). */
@@ -52,18 +53,8 @@ export interface RedisInstance {
   logTail(lines?: number): string;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Resolves true if a Redis answers PING with +PONG on host:port within timeoutMs. */
 export function redisPing(host: string, port: number, timeoutMs = 1000): Promise<boolean> {

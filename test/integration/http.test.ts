@@ -1,18 +1,8 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { startKade } from '../../src/main';
 import { createLogger } from '../../src/ops/logger';
 import { deleteTopics, isolatedConfig, testKafka, waitFor } from '../helpers/kafka';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../helpers/ports';
 
 describe('/live, /ready, /metrics, /version', function () {
   this.timeout(60_000);
