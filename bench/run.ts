@@ -1179,6 +1179,9 @@ function markdown(m: MdInput): string {
   L.push('- **Peak RSS** is VmHWM of each worker process (/proc/<pid>/status) at the end of its run; CPU from /proc/<pid>/stat.');
   L.push('- **Profiles**: one extra router and detector run with `node --cpu-prof`, not counted in the medians; the summary');
   L.push('  is self time per function (bench/lib/profile.ts; `node dist/bench/profile-summary.js FILE` prints it).');
+  L.push('- **Run time** on this machine: about 3 minutes per 100k events (3 runs each of 2 no-op, 2 router and 2 detector');
+  L.push('  measurements, plus the profiled runs) and 5 minutes of fixed cost (live run, process start-ups): 300k events take');
+  L.push('  about 15 minutes, the default 1M about 35-40.');
   L.push('- **Kafka clients** (issue 4 asks for @platformatic/kafka and @confluentinc/kafka-javascript): not measured;');
   L.push('  this benchmark adds no npm dependency. kafkajs 2.2.4 only.');
   L.push('');
