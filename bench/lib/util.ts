@@ -1,5 +1,3 @@
-import net from 'node:net';
-
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Median of the finite values (NaN when none). */
@@ -18,16 +16,7 @@ export function percentile(xs: number[], p: number): number {
   return v[Math.min(v.length, rank) - 1];
 }
 
-export function freePort(): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../test/helpers/ports';
 
 /** Fixed-precision number for tables; '-' for NaN/undefined. */
 export function fmt(x: number | null | undefined, digits = 0): string {
