@@ -19,12 +19,23 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+/** Longer than any pipeline kade sends (a batch's pane updates), shorter than a session timeout. */
+const REDIS_COMMAND_TIMEOUT_MS = 15_000;
+
 export function createRedis(config: KadeConfig, log: Logger): Redis {
   const redis = new Redis(config.redis.url, {
     // Commands wait for a reconnect instead of failing at once; the batch then fails retriably.
     maxRetriesPerRequest: 20,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000) + Math.floor(Math.random() * 100),
     enableAutoPipelining: false,
+    // Every command goes to the server of the current connection, never queued or re-sent across
+    // a reconnect: the detector verifies its state after each reconnect (a Redis restarted empty
+    // must not receive writes before that), and a failed batch is redelivered by Kafka.
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    // Without a resend, a command in flight when the connection drops is never answered if the
+    // reconnect succeeds (ioredis 5 leaves it pending): time it out so the batch fails and retries.
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
   });
   // Connection errors are retried by ioredis; say so once per distinct error, not per retry.
   let last = '';
@@ -38,6 +49,17 @@ export function createRedis(config: KadeConfig, log: Logger): Redis {
     last = '';
   });
   return redis;
+}
+
+/** Resolves when the client is ready or after ms, whichever comes first (never rejects). */
+async function readyWithin(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  let timer: NodeJS.Timeout | undefined;
+  await new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    redis.once('ready', resolve);
+  });
+  clearTimeout(timer);
 }
 
 /** PING with a deadline: a probe must answer even while commands queue for a reconnect. */
@@ -70,6 +92,8 @@ export async function startKade(config: KadeConfig, log: Logger, metrics = new M
   }
   if (config.role === 'detector' || config.role === 'all') {
     redis = createRedis(config, log.child({ module: 'redis' }));
+    // Commands are not queued while disconnected: give the first connection a moment.
+    await readyWithin(redis, 10_000);
     detector = new DetectorStage(createKafka(config, log, 'detector'), redis, config, plans, log.child({ module: 'detector' }), metrics);
     await detector.start();
   }

@@ -14,7 +14,7 @@ import { KeyBuilder } from '../state/keys';
 import { RedisState } from '../state/redis-state';
 import { Serial } from '../util/serial';
 import { CompiledPlan } from './compiled-plan';
-import { Detector, DetectorRecord } from './detector';
+import { CommittedPosition, Detector, DetectorRecord, decodeCheckpoints, encodeCheckpoints } from './detector';
 import { UpstreamBacklog } from './upstream-backlog';
 
 /**
@@ -57,6 +57,12 @@ export class DetectorStage {
           log.warn({ partition: p, late: n }, 'late events: every window that could hold them is closed');
         },
         windowsClosed: (_p, n) => metrics.windowsClosed.inc(n),
+        rebuild: (p, from, until, cause) => {
+          metrics.rebuilds.inc({ cause });
+          log.warn({ partition: p, rule: plan.id, fromOffset: from, untilOffset: until, records: until - from, cause },
+            'Redis does not hold this partition\'s state: rebuilding it by replaying the keyed topic');
+        },
+        replayed: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'replayed' }, n),
         matched: (alerted, suppressed) => {
           metrics.alerts.inc({ outcome: 'published' }, alerted);
           metrics.alerts.inc({ outcome: 'suppressed' }, suppressed);
@@ -100,9 +106,16 @@ export class DetectorStage {
       this.assigned = e.payload.memberAssignment[config.topics.keyed] ?? [];
       this.joined = true;
       void this.serial.run(async () => {
-        for (const d of this.detectors.values()) {
+        const committed = await this.committedPositions();
+        for (const [ruleId, d] of this.detectors) {
           d.reset();
-          for (const p of this.assigned) await d.ensure(p);
+          const positions = new Map<number, CommittedPosition>();
+          for (const [p, c] of committed) positions.set(p, { offset: c.offset, meta: c.meta.get(ruleId) ?? null });
+          d.assign(positions);
+          for (const p of this.assigned) {
+            const seek = await d.ensure(p);
+            if (seek !== null) consumer.seek({ topic: config.topics.keyed, partition: p, offset: String(seek) });
+          }
         }
       }).catch((err) => this.log.error({ err }, 'loading partition state failed'));
     });
@@ -122,10 +135,14 @@ export class DetectorStage {
         const idle = [...this.detectors.values()].some((d) => d.idleCandidates().length > 0);
         if (!idle) return;
         const drained = await upstream.drained();
-        for (const d of this.detectors.values()) await d.onTick(drained);
+        for (const d of this.detectors.values()) {
+          for (const seek of await d.onTick(drained)) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });
+        }
       }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
-    await runBatchLoop(consumer, config.topics.keyed, (batch) => this.serial.run(async () => {
+    await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => this.serial.run(async () => {
+      // Queued behind a rebuild's seek: this batch belongs to the old position.
+      if (payload.isStale()) return;
       const started = process.hrtime.bigint();
       const byRule = new Map<string, DetectorRecord[]>();
       const bad = [];
@@ -153,11 +170,47 @@ export class DetectorStage {
           this.metrics.outcomes.inc({ stage: 'detector', outcome: 'unknown_rule' }, records.length);
           continue;
         }
-        await d.onBatch(batch.partition, records, hw);
+        const res = await d.onBatch(batch.partition, records, hw);
+        if (res.seek !== undefined) {
+          // Redis lost this partition's state: replay from where the rebuild starts. The batch
+          // loop sees the seek (the batch is stale) and resolves nothing.
+          consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(res.seek) });
+          return;
+        }
       }
+      // The offsets commit with each rule's checkpoint, from which a lost Redis is rebuilt.
+      const metas = new Map();
+      for (const [ruleId, d] of this.detectors) {
+        const m = d.checkpointMeta(batch.partition);
+        if (m === null) continue;
+        if (m.dropped !== undefined && m.dropped > 0) {
+          this.log.warn({ partition: batch.partition, rule: ruleId, dropped: m.dropped }, 'checkpoint metadata over budget: oldest suppression anchors left out');
+        }
+        metas.set(ruleId, m);
+      }
+      await consumer.commitOffsets([{
+        topic: batch.topic, partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1), metadata: encodeCheckpoints(metas),
+      }]);
       this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
       this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
-    }));
+    }), { autoCommit: false });
+  }
+
+  /** This group's committed offsets on the keyed topic, with the checkpoints stored alongside. */
+  private async committedPositions(): Promise<Map<number, { offset: number; meta: ReturnType<typeof decodeCheckpoints> }>> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const [topic] = await admin.fetchOffsets({ groupId: this.config.detector.groupId, topics: [this.config.topics.keyed] });
+      const out = new Map<number, { offset: number; meta: ReturnType<typeof decodeCheckpoints> }>();
+      for (const p of topic?.partitions ?? []) {
+        if (Number(p.offset) < 0) continue;
+        out.set(p.partition, { offset: Number(p.offset), meta: decodeCheckpoints(p.metadata) });
+      }
+      return out;
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   /** Joined its consumer group (and not rebalancing). */

@@ -1,8 +1,9 @@
 import { Alert, buildAlert } from '../alerts/alert';
 import { AuditRecord } from '../ingest/audit-record';
 import { PaneDelta } from '../state/pane-delta';
-import { DetectorState, WindowRef } from '../state/detector-state';
-import { PartitionClock } from '../window/partition-clock';
+import { DetectorState, PartitionRestore, PartitionSnapshot, WindowRef } from '../state/detector-state';
+import { DependencyError } from '../ingest/errors';
+import { ClockState, PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
 import { groupId, groupKafkaKey } from './group-id';
@@ -35,15 +36,135 @@ export interface DetectorEvents {
   windowsClosed(partition: number, n: number): void;
   matched(alerted: number, suppressed: number): void;
   watermark(partition: number, watermarkMs: number | null): void;
+  /** Redis lost (or is behind on) a partition's state: it is rebuilt by replaying from fromOffset. */
+  rebuild(partition: number, fromOffset: number, untilOffset: number, cause: 'lost-while-running' | 'lost-before-assignment'): void;
+  /** Replayed records of a rebuild (already counted as applied or late once). */
+  replayed(partition: number, n: number): void;
+}
+
+/** Where the group committed a partition, with the checkpoint the detector stored alongside. */
+export interface CommittedPosition {
+  offset: number;
+  meta: CheckpointMeta | null;
 }
 
 interface PartitionState {
   clock: PartitionClock;
   panes: Set<number>;
+  /** pane -> offset of its first record on this partition: a rebuild replays from the oldest. */
+  paneFirstOffsets: Map<number, number>;
   recent: Map<string, number>;
+  /** group id -> end of the window of its last alert. */
+  anchors: Map<string, number>;
   /** Last offset processed and the high watermark seen with it: caught up when they meet. */
   lastOffset: number | null;
   highWatermark: number | null;
+  /** Redis connection generation at which this state was last known to be in Redis. */
+  verifiedGeneration: number;
+  /** Offsets below this are the replay of a rebuild (not counted again), or null. */
+  rebuildUntil: number | null;
+  /** A rebuild decided while loading: the consumer must seek here before processing. */
+  pendingSeek: number | null;
+}
+
+export interface BatchResult {
+  applied: number;
+  late: number;
+  /** Records of a rebuild's replay. */
+  replayed: number;
+  /** Set when the consumer must seek this partition here (a rebuild starts) before going on. */
+  seek?: number;
+}
+
+/**
+ * What the detector commits with a partition's Kafka offsets (offset metadata), so a detector that
+ * finds Redis empty can restore the partition: stream time, last closed window, idle watermark,
+ * the offset to replay from, and suppression anchors / recent matches as
+ * {group id: hops before lc}.
+ */
+export interface CheckpointMeta {
+  st: number | null;
+  lc: number | null;
+  iw: number | null;
+  rf: number | null;
+  a: Record<string, number>;
+  r: Record<string, number>;
+}
+
+/** Kafka's default offset.metadata.max.bytes is 4096; leave room for several rules. */
+export const META_BUDGET_BYTES = 3000;
+
+/** True if Redis holds less of a partition than the checkpoint committed to Kafka. */
+function behind(snap: PartitionSnapshot, meta: CheckpointMeta): boolean {
+  if (meta.st === null) return false;
+  if (!snap.exists) return true;
+  return (snap.clock.streamTime ?? -Infinity) < meta.st || (snap.clock.lastClosed ?? -Infinity) < (meta.lc ?? -Infinity);
+}
+
+function encodeEnds(ends: Map<string, number>, lastClosed: number | null, hopMs: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (lastClosed === null) return out;
+  // Newest first, so a budget cut drops the oldest.
+  for (const [gid, end] of [...ends].sort((x, y) => y[1] - x[1])) out[gid] = Math.round((lastClosed - end) / hopMs);
+  return out;
+}
+
+function decodeEnds(enc: Record<string, number>, lastClosed: number | null, hopMs: number): Map<string, number> {
+  const out = new Map<string, number>();
+  if (lastClosed === null) return out;
+  for (const [gid, k] of Object.entries(enc)) out.set(gid, lastClosed - k * hopMs);
+  return out;
+}
+
+/**
+ * Keeps the metadata within budget: recent matches go first (they only steer which windows are
+ * re-evaluated for suppression counting), then the oldest anchors. A dropped anchor can let one
+ * duplicate alert through after a Redis loss; that is logged by the caller.
+ */
+export function fitMeta(meta: CheckpointMeta, budgetBytes: number): CheckpointMeta & { dropped?: number } {
+  let size = JSON.stringify(meta).length;
+  if (size <= budgetBytes) return meta;
+  const r = Object.entries(meta.r);
+  const a = Object.entries(meta.a);
+  let dropped = 0;
+  const cost = ([g, k]: [string, number]): number => g.length + String(k).length + 4;
+  while (size > budgetBytes && r.length > 0) size -= cost(r.pop() as [string, number]);
+  while (size > budgetBytes && a.length > 0) { size -= cost(a.pop() as [string, number]); dropped++; }
+  return { ...meta, r: Object.fromEntries(r), a: Object.fromEntries(a), dropped };
+}
+
+export function encodeCheckpoints(metas: Map<string, CheckpointMeta>): string {
+  const out: Record<string, CheckpointMeta> = {};
+  for (const [rule, m] of metas) {
+    const { dropped: _dropped, ...rest } = m as CheckpointMeta & { dropped?: number };
+    out[rule] = rest;
+  }
+  return JSON.stringify({ kade: 1, rules: out });
+}
+
+/** Parses committed offset metadata; anything kade did not write reads as no checkpoint. */
+export function decodeCheckpoints(metadata: string | null | undefined): Map<string, CheckpointMeta> {
+  const out = new Map<string, CheckpointMeta>();
+  if (metadata === null || metadata === undefined || metadata === '') return out;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(metadata);
+  } catch {
+    return out;
+  }
+  const rules = (doc as { kade?: unknown; rules?: unknown })?.rules;
+  if ((doc as { kade?: unknown })?.kade !== 1 || typeof rules !== 'object' || rules === null) return out;
+  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const ends = (v: unknown): Record<string, number> => {
+    const o: Record<string, number> = {};
+    if (typeof v === 'object' && v !== null) for (const [g, k] of Object.entries(v)) if (typeof k === 'number' && Number.isInteger(k)) o[g] = k;
+    return o;
+  };
+  for (const [rule, m] of Object.entries(rules as Record<string, Record<string, unknown>>)) {
+    if (typeof m !== 'object' || m === null) continue;
+    out.set(rule, { st: num(m.st), lc: num(m.lc), iw: num(m.iw), rf: num(m.rf), a: ends(m.a), r: ends(m.r) });
+  }
+  return out;
 }
 
 /** Windows evaluated per pipelined round trip. */
@@ -56,6 +177,7 @@ const EVAL_CHUNK = 2000;
  */
 export class Detector {
   private readonly partitions = new Map<number, PartitionState>();
+  private committed = new Map<number, CommittedPosition>();
   private readonly trackedReaders;
 
   constructor(
@@ -71,6 +193,15 @@ export class Detector {
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
   reset(): void {
     this.partitions.clear();
+    this.committed.clear();
+  }
+
+  /**
+   * The committed positions of newly assigned partitions (offset and checkpoint metadata), read
+   * from Kafka at assignment: they tell whether Redis lost a partition's state.
+   */
+  assign(committed: Map<number, CommittedPosition>): void {
+    this.committed = new Map(committed);
   }
 
   assignedPartitions(): number[] {
@@ -80,41 +211,154 @@ export class Detector {
   private async partition(p: number): Promise<PartitionState> {
     let ps = this.partitions.get(p);
     if (ps !== undefined) return ps;
+    const generation = this.state.generation();
     const snap = await this.state.loadPartition(p);
-    ps = {
-      clock: new PartitionClock(this.plan.plan.window, this.opts.latenessMs, this.opts.idleTimeoutMs, snap.clock, this.opts.now()),
-      panes: new Set(snap.panes),
-      recent: snap.recent,
-      lastOffset: null,
-      highWatermark: null,
-    };
+    const committed = this.committed.get(p) ?? null;
+    const meta = committed?.meta ?? null;
+    if (committed !== null && meta !== null && behind(snap, meta)) {
+      // Kafka committed progress that Redis does not hold: Redis restarted empty or failed over
+      // without the latest writes. The clock, anchors and recent matches come from the
+      // checkpoint committed with the offsets; pane contents are rebuilt by replay.
+      const clock: ClockState = { streamTime: meta.st, lastClosed: meta.lc, idleWatermark: meta.iw };
+      ps = this.fresh(clock, generation);
+      ps.recent = decodeEnds(meta.r, meta.lc, this.plan.plan.window.hopMs);
+      ps.anchors = decodeEnds(meta.a, meta.lc, this.plan.plan.window.hopMs);
+      const from = meta.rf ?? committed.offset;
+      ps.rebuildUntil = from < committed.offset ? committed.offset : null;
+      ps.pendingSeek = ps.rebuildUntil === null ? null : from;
+      await this.state.restorePartition(p, this.restoreOf(ps));
+      if (ps.pendingSeek !== null) this.events.rebuild?.(p, from, committed.offset, 'lost-before-assignment');
+    } else {
+      ps = this.fresh(snap.clock, generation);
+      ps.panes = new Set(snap.panes);
+      ps.paneFirstOffsets = snap.paneFirstOffsets;
+      ps.recent = snap.recent;
+      ps.anchors = snap.anchors;
+      ps.rebuildUntil = snap.rebuildUntil;
+    }
     this.partitions.set(p, ps);
     return ps;
   }
 
-  /** Makes sure a partition's state is loaded (e.g. on assignment), so idle ticks can close it. */
-  async ensure(partition: number): Promise<void> {
-    await this.partition(partition);
+  private fresh(clock: ClockState, generation: number): PartitionState {
+    return {
+      clock: new PartitionClock(this.plan.plan.window, this.opts.latenessMs, this.opts.idleTimeoutMs, clock, this.opts.now()),
+      panes: new Set(), paneFirstOffsets: new Map(), recent: new Map(), anchors: new Map(),
+      lastOffset: null, highWatermark: null, verifiedGeneration: generation, rebuildUntil: null, pendingSeek: null,
+    };
+  }
+
+  private restoreOf(ps: PartitionState): PartitionRestore {
+    return {
+      clock: ps.clock.snapshot(), panes: [...ps.panes], paneFirstOffsets: ps.paneFirstOffsets,
+      recent: ps.recent, anchors: ps.anchors, rebuildUntil: ps.rebuildUntil,
+    };
+  }
+
+  /**
+   * Makes sure a partition's state is loaded (e.g. on assignment), so idle ticks can close it.
+   * Returns the offset the consumer must seek to when Redis lost the partition's state, or null.
+   */
+  async ensure(partition: number): Promise<number | null> {
+    const ps = await this.partition(partition);
+    const seek = ps.pendingSeek;
+    ps.pendingSeek = null;
+    return seek;
+  }
+
+  /** The oldest offset a rebuild must replay from: the first record of the oldest live pane. */
+  private replayFrom(ps: PartitionState): number | null {
+    let from: number | null = null;
+    for (const q of ps.panes) {
+      // A pane whose first offset is unknown (state written by an older kade): replay it all.
+      const o = ps.paneFirstOffsets.get(q) ?? 0;
+      if (from === null || o < from) from = o;
+    }
+    return from;
+  }
+
+  /**
+   * After a Redis connection loss, checks that Redis still holds this partition's state. If not
+   * (Redis restarted empty, or a failover lost the latest writes), writes the partition state
+   * back from memory and returns the offset to replay from; the records from there up to
+   * `position` rebuild the panes. Returns null when nothing has to be replayed.
+   */
+  private async verify(p: number, ps: PartitionState, position: number | null): Promise<number | null> {
+    const generation = this.state.generation();
+    if (ps.verifiedGeneration === generation) return null;
+    const snap = await this.state.loadPartition(p);
+    const mine = ps.clock.snapshot();
+    const lost = mine.streamTime !== null && (!snap.exists || (snap.clock.streamTime ?? -Infinity) < mine.streamTime
+      || (snap.clock.lastClosed ?? -Infinity) < (mine.lastClosed ?? -Infinity));
+    if (!lost) {
+      ps.verifiedGeneration = generation;
+      return null;
+    }
+    const from = this.replayFrom(ps);
+    const until = position ?? (ps.lastOffset === null ? null : ps.lastOffset + 1);
+    if (from !== null && until !== null && from < until) ps.rebuildUntil = Math.max(until, ps.rebuildUntil ?? -Infinity);
+    await this.state.restorePartition(p, this.restoreOf(ps));
+    ps.verifiedGeneration = generation;
+    if (ps.rebuildUntil === null || from === null) return null;
+    this.events.rebuild?.(p, from, ps.rebuildUntil, 'lost-while-running');
+    return from;
+  }
+
+  /**
+   * The checkpoint to commit with this partition's offsets, so that a detector finding Redis
+   * empty can restore the clock and suppression and knows where to replay from.
+   */
+  checkpointMeta(partition: number, budgetBytes = META_BUDGET_BYTES): (CheckpointMeta & { dropped?: number }) | null {
+    const ps = this.partitions.get(partition);
+    if (ps === undefined) return null;
+    const c = ps.clock.snapshot();
+    if (c.streamTime === null) return null;
+    const { hopMs: P } = this.plan.plan.window;
+    return fitMeta({
+      st: c.streamTime, lc: c.lastClosed, iw: c.idleWatermark, rf: this.replayFrom(ps),
+      a: encodeEnds(ps.anchors, c.lastClosed, P), r: encodeEnds(ps.recent, c.lastClosed, P),
+    }, budgetBytes);
   }
 
   /**
    * Processes one batch of one partition. On return the batch's effects are durable in Redis
    * and every alert of the windows it closed is acknowledged: the caller may commit the offsets.
    */
-  async onBatch(partition: number, records: DetectorRecord[], highWatermark: number | null): Promise<{ applied: number; late: number }> {
+  async onBatch(partition: number, records: DetectorRecord[], highWatermark: number | null): Promise<BatchResult> {
     const ps = await this.partition(partition);
-    const hop = this.plan.plan.window.hopMs;
+    if (ps.pendingSeek !== null) {
+      const seek = ps.pendingSeek;
+      ps.pendingSeek = null;
+      return { applied: 0, late: 0, replayed: 0, seek };
+    }
+    if (records.length > 0) {
+      const seek = await this.verify(partition, ps, records[0].offset);
+      if (seek !== null) return { applied: 0, late: 0, replayed: 0, seek };
+    }
+    const generation = this.state.generation();
+    const { sizeMs: W, hopMs: hop } = this.plan.plan.window;
+    const lastClosed = ps.clock.snapshot().lastClosed;
+    const rebuildUntil = ps.rebuildUntil;
     const now = this.opts.now();
     const deltas = new Map<string, PaneDelta>();
     const activeByPane = new Map<number, Set<string>>();
+    const newPanes = new Map<number, number>();
     const gids = new Map<string, string>();
     let late = 0;
+    let replayed = 0;
     for (const r of records) {
-      if (ps.clock.isLate(r.eventTime)) {
+      const replay = rebuildUntil !== null && r.offset < rebuildUntil;
+      if (replay) {
+        replayed++;
+        // A rebuild needs every pane some unevaluated window reads, and the pane that just left
+        // (its groups are candidates of the next window).
+        if (lastClosed !== null && paneStart(r.eventTime, hop) + W + hop <= lastClosed) continue;
+      } else if (ps.clock.isLate(r.eventTime)) {
         late++;
         continue;
+      } else {
+        ps.clock.observe(r.eventTime, now);
       }
-      ps.clock.observe(r.eventTime, now);
       const pane = paneStart(r.eventTime, hop);
       const kafkaKey = groupKafkaKey(r.group);
       let gid = gids.get(kafkaKey);
@@ -128,6 +372,7 @@ export class Detector {
         if (active === undefined) activeByPane.set(pane, (active = new Set()));
         active.add(gid);
       }
+      if (!ps.panes.has(pane) && !newPanes.has(pane)) newPanes.set(pane, r.offset);
       d.count++;
       d.offsets.push(r.offset);
       if (r.offset < d.minOffset) d.minOffset = r.offset;
@@ -140,13 +385,22 @@ export class Detector {
         for (const v of values) set.add(capValue(String(v)));
       }
     }
-    await this.state.applyBatch(partition, [...deltas.values()], activeByPane, ps.clock.snapshot().streamTime);
-    for (const pane of activeByPane.keys()) ps.panes.add(pane);
+    await this.state.applyBatch(partition, [...deltas.values()], activeByPane, ps.clock.snapshot().streamTime, newPanes);
+    // The batch went to the server verified at its start; if the connection dropped meanwhile,
+    // it may have gone to another one: fail the batch, so it is redelivered and verified again.
+    if (this.state.generation() !== generation) throw new DependencyError('redis', 'redis connection changed during the batch');
+    for (const [pane, offset] of newPanes) {
+      ps.panes.add(pane);
+      if (!ps.paneFirstOffsets.has(pane)) ps.paneFirstOffsets.set(pane, offset);
+    }
     if (records.length > 0) this.notePosition(partition, records[records.length - 1].offset, highWatermark);
-    this.events.applied?.(partition, records.length - late);
+    if (rebuildUntil !== null && records.length > 0 && records[records.length - 1].offset + 1 >= rebuildUntil) ps.rebuildUntil = null;
+    const applied = records.length - late - replayed;
+    this.events.applied?.(partition, applied);
     if (late > 0) this.events.late?.(partition, late);
+    if (replayed > 0) this.events.replayed?.(partition, replayed);
     await this.closeWindows(partition, ps);
-    return { applied: records.length - late, late };
+    return { applied, late, replayed };
   }
 
   /**
@@ -177,12 +431,22 @@ export class Detector {
    * backlog): without it an idle partition only means the upstream stalled, and jumping the
    * watermark to the wall clock would make the rest of a replay late.
    */
-  async onTick(upstreamDrained = true): Promise<void> {
-    if (!upstreamDrained) return;
+  async onTick(upstreamDrained = true): Promise<Array<{ partition: number; offset: number }>> {
+    const seeks: Array<{ partition: number; offset: number }> = [];
+    if (!upstreamDrained) return seeks;
     const now = this.opts.now();
     for (const [p, ps] of this.partitions) {
+      if (ps.rebuildUntil !== null || ps.pendingSeek !== null) continue;
+      if (!ps.clock.wouldAdvanceIdle(now) || !this.caughtUp(ps)) continue;
+      // Never close windows on a Redis that lost the panes.
+      const seek = await this.verify(p, ps, null);
+      if (seek !== null) {
+        seeks.push({ partition: p, offset: seek });
+        continue;
+      }
       if (ps.clock.advanceIdle(now, this.caughtUp(ps))) await this.closeWindows(p, ps);
     }
+    return seeks;
   }
 
   /** The watermark and last closed window of each loaded partition. */
@@ -218,7 +482,9 @@ export class Detector {
     const matched: WindowRef[] = [];
     const alerted: WindowRef[] = [];
     const alerts: Alert[] = [];
-    const supCache = new Map<string, number | null>();
+    // Decisions are made on copies: if publishing fails, the batch is redelivered and decided again.
+    const anchors = new Map(ps.anchors);
+    const recent = new Map(ps.recent);
     let suppressed = 0;
     const pending = [...ends].sort((a, b) => a - b);
     while (pending.length > 0) {
@@ -226,7 +492,7 @@ export class Detector {
       const panes = [e - P, e - W - P].filter((q) => ps.panes.has(q));
       const active = panes.length > 0 ? await this.state.activeGroups(partition, panes) : new Map<number, string[]>();
       const cands = new Set<string>([...(active.get(e - P) ?? []), ...(active.get(e - W - P) ?? [])]);
-      for (const [gid, m] of ps.recent) if (m < e && e <= m + W) cands.add(gid);
+      for (const [gid, m] of recent) if (m < e && e <= m + W) cands.add(gid);
       const work: WindowRef[] = [...cands].map((gid) => ({ gid, end: e }));
       const hits: Array<{ ref: WindowRef; agg: WindowAggregates }> = [];
       for (let j = 0; j < work.length; j += EVAL_CHUNK) {
@@ -235,26 +501,24 @@ export class Detector {
         aggs.forEach((agg, k) => { if (this.plan.matches(agg)) hits.push({ ref: part[k], agg }); });
       }
       if (hits.length === 0) continue;
-      const unknown = hits.map((h) => h.ref.gid).filter((g) => !supCache.has(g));
-      for (const [g, v] of await this.state.readSuppression(unknown)) supCache.set(g, v);
       const toAlert: typeof hits = [];
       for (const h of hits) {
         const { gid } = h.ref;
         matched.push(h.ref);
         // A match keeps the group a candidate for the next W: its later windows may re-match
         // with unchanged content, and suppression must see them.
-        if (!ps.recent.has(gid) || (ps.recent.get(gid) as number) < e) ps.recent.set(gid, e);
+        if (!recent.has(gid) || (recent.get(gid) as number) < e) recent.set(gid, e);
         for (let next = e + P; next <= Math.min(e + W, upTo); next += P) {
           if (!pending.includes(next)) pending.push(next);
         }
         // An anchor after this window comes from a crashed earlier run: ignore it so the
         // decisions replay identically in window order.
-        const anchor = supCache.get(gid) ?? null;
+        const anchor = anchors.get(gid) ?? null;
         if (anchor !== null && anchor < e && e < anchor + this.opts.suppressionMs) {
           suppressed++;
           continue;
         }
-        supCache.set(gid, e);
+        anchors.set(gid, e);
         alerted.push(h.ref);
         toAlert.push(h);
       }
@@ -273,9 +537,18 @@ export class Detector {
     if (alerts.length > 0) await this.sink.publish(alerts);
     ps.clock.markClosed(upTo);
     const retired = [...ps.panes].filter((q) => q + W + P <= upTo);
-    for (const q of retired) ps.panes.delete(q);
-    for (const [g, m] of ps.recent) if (m + W <= upTo) ps.recent.delete(g);
-    await this.state.commit(partition, { clock: ps.clock.snapshot(), matched, alerted, retiredPanes: retired });
+    for (const q of retired) {
+      ps.panes.delete(q);
+      ps.paneFirstOffsets.delete(q);
+    }
+    for (const [g, m] of recent) if (m + W <= upTo) recent.delete(g);
+    const anchorsBefore = upTo - this.opts.suppressionMs;
+    for (const [g, a] of anchors) if (a < anchorsBefore) anchors.delete(g);
+    ps.recent = recent;
+    ps.anchors = anchors;
+    await this.state.commit(partition, {
+      clock: ps.clock.snapshot(), matched, alerted, anchorsBefore, retiredPanes: retired, rebuildUntil: ps.rebuildUntil,
+    });
     this.events.windowsClosed?.(partition, (upTo - from) / P + 1);
     if (matched.length > 0) this.events.matched?.(alerted.length, suppressed);
   }

@@ -24,6 +24,8 @@ export async function runBatchLoop(
       const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
       if (!isRunning() || isStale() || batch.messages.length === 0) return;
       await handle(batch, payload);
+      // The handler sought the partition elsewhere (a rebuild): the batch is not done.
+      if (isStale()) return;
       resolveOffset(batch.lastOffset());
       await commitOffsetsIfNecessary();
       await heartbeat();

@@ -15,6 +15,9 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [this.registry],
   });
   readonly windowsClosed = new Counter({ name: 'kade_windows_closed_total', help: 'Windows evaluated (per partition)', registers: [this.registry] });
+  readonly rebuilds = new Counter({
+    name: 'kade_state_rebuilds_total', help: 'Partitions whose Redis state was lost and rebuilt by replay, by cause', labelNames: ['cause'], registers: [this.registry],
+  });
   readonly alerts = new Counter({ name: 'kade_alerts_total', help: 'Rule matches by outcome: published or suppressed', labelNames: ['outcome'], registers: [this.registry] });
   readonly redisSeconds = new Histogram({
     name: 'kade_redis_call_duration_seconds', help: 'Duration of one pipelined Redis round trip, by operation', labelNames: ['op'],

@@ -3,11 +3,29 @@ import { ClockState } from '../window/partition-clock';
 import { PaneDelta } from './pane-delta';
 
 export interface PartitionSnapshot {
+  /** False when Redis holds no checkpoint for this partition (never written, or lost). */
+  exists: boolean;
   clock: ClockState;
   /** Panes with data on this partition that some unevaluated window may still hold. */
   panes: number[];
+  /** pane start -> offset of the first record of that pane on this partition. */
+  paneFirstOffsets: Map<number, number>;
   /** group id -> end of the last window in which it matched. */
   recent: Map<string, number>;
+  /** group id -> end of the window of its last alert (suppression anchor). */
+  anchors: Map<string, number>;
+  /** Offsets below this are the replay of a rebuild still in progress, or null. */
+  rebuildUntil: number | null;
+}
+
+/** Everything a partition keeps in Redis besides pane contents: written back after a loss. */
+export interface PartitionRestore {
+  clock: ClockState;
+  panes: number[];
+  paneFirstOffsets: Map<number, number>;
+  recent: Map<string, number>;
+  anchors: Map<string, number>;
+  rebuildUntil: number | null;
 }
 
 export interface WindowRef {
@@ -26,8 +44,12 @@ export interface CommitInput {
   matched: WindowRef[];
   /** Windows that alerted: their end becomes the group's suppression anchor. */
   alerted: WindowRef[];
+  /** Anchors ending before this can suppress nothing any more and are dropped. */
+  anchorsBefore?: number | null;
   /** Panes no window can read any more. */
   retiredPanes: number[];
+  /** Offsets below this are still the replay of a rebuild (null: none). */
+  rebuildUntil?: number | null;
 }
 
 /**
@@ -35,11 +57,21 @@ export interface CommitInput {
  * is a DependencyError (retriable) or a bug.
  */
 export interface DetectorState {
-  applyBatch(partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null): Promise<{ replayed: number }>;
+  /**
+   * Counts connection losses. Work that spans a change may have run on another server (a Redis
+   * restarted empty): the detector verifies its partitions' checkpoints after every change.
+   */
+  generation(): number;
+  /** newPanes: panes first seen in this batch -> offset of their first record. */
+  applyBatch(
+    partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
+    newPanes?: Map<number, number>,
+  ): Promise<{ replayed: number }>;
   loadPartition(partition: number): Promise<PartitionSnapshot>;
+  /** Writes a partition's state back (after Redis lost it), before its panes are replayed. */
+  restorePartition(partition: number, state: PartitionRestore): Promise<void>;
   activeGroups(partition: number, panes: number[]): Promise<Map<number, string[]>>;
   evalCounts(windows: WindowRef[]): Promise<WindowAggregates[]>;
   evalValues(windows: WindowRef[]): Promise<WindowValues[]>;
-  readSuppression(gids: string[]): Promise<Map<string, number | null>>;
   commit(partition: number, input: CommitInput): Promise<void>;
 }

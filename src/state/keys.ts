@@ -34,11 +34,6 @@ export class KeyBuilder {
     return `${this.group(gid)}:tmp`;
   }
 
-  /** STRING: end of the window of the group's last alert (suppression). */
-  suppression(gid: string): string {
-    return `${this.group(gid)}:sup`;
-  }
-
   /** ZSET of panes with data on this partition (score = member = pane start). */
   activePanes(partition: number): string {
     return `${this.part(partition)}:panes`;
@@ -54,7 +49,17 @@ export class KeyBuilder {
     return `${this.part(partition)}:recent`;
   }
 
-  /** HASH streamTime, lastClosed, idleWatermark of this partition. */
+  /** HASH pane start -> offset of the first record of that pane seen on this partition (replay start). */
+  paneFirstOffsets(partition: number): string {
+    return `${this.part(partition)}:pfo`;
+  }
+
+  /** ZSET group id -> end of the window of the group's last alert (suppression anchor). */
+  anchors(partition: number): string {
+    return `${this.part(partition)}:anchors`;
+  }
+
+  /** HASH streamTime, lastClosed, idleWatermark, rebuildUntil of this partition. */
   checkpoint(partition: number): string {
     return `${this.part(partition)}:ckpt`;
   }

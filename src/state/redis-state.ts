@@ -2,7 +2,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { CompiledPlan, WindowAggregates } from '../detect/compiled-plan';
 import { DependencyError } from '../ingest/errors';
 import { ClockState } from '../window/partition-clock';
-import { CommitInput, DetectorState, PartitionSnapshot, WindowRef, WindowValues } from './detector-state';
+import { CommitInput, DetectorState, PartitionRestore, PartitionSnapshot, WindowRef, WindowValues } from './detector-state';
 import { panesOfWindow } from '../window/panes';
 import { KeyBuilder } from './keys';
 import { PaneDelta, UpdatePaneParams, buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply } from './pane-delta';
@@ -15,6 +15,7 @@ import { registerScripts } from './scripts';
 export class RedisState implements DetectorState {
   private readonly update: UpdatePaneParams;
   private readonly switchable: number[];
+  private readonly connection: { closes: number };
 
   constructor(
     private readonly redis: Redis,
@@ -24,6 +25,7 @@ export class RedisState implements DetectorState {
     private readonly observe: (op: string, seconds: number) => void = () => undefined,
   ) {
     registerScripts(redis);
+    this.connection = connectionCounter(redis);
     this.switchable = plan.fields.filter((f) => f.needDistinct && !f.needValues).map((f) => f.index);
     this.update = { ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable };
   }
@@ -31,9 +33,16 @@ export class RedisState implements DetectorState {
   /** Applies a batch's deltas and marks the groups active in their panes; durable on return. */
   async applyBatch(
     partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
+    newPanes: Map<number, number> = new Map(),
   ): Promise<{ replayed: number }> {
     const pipe = this.redis.pipeline();
     for (const d of deltas) this.queueUpdate(pipe, d, false);
+    if (newPanes.size > 0) {
+      // The first record of a pane wins: a replay after a crash sees the same first offset again.
+      const pfo = this.keys.paneFirstOffsets(partition);
+      for (const [pane, offset] of newPanes) pipe.hsetnx(pfo, String(pane), String(offset));
+      pipe.expire(pfo, this.ttlSeconds);
+    }
     for (const [pane, gids] of activeByPane) {
       const activeKey = this.keys.activeGroups(partition, pane);
       pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
@@ -77,15 +86,39 @@ export class RedisState implements DetectorState {
     pipe.hgetall(this.keys.checkpoint(partition));
     pipe.zrange(this.keys.activePanes(partition), 0, -1);
     pipe.zrange(this.keys.recentMatches(partition), 0, -1, 'WITHSCORES');
-    const [ckpt, panes, recent] = await this.exec(pipe, 'load_partition') as [Record<string, string>, string[], string[]];
+    pipe.zrange(this.keys.anchors(partition), 0, -1, 'WITHSCORES');
+    pipe.hgetall(this.keys.paneFirstOffsets(partition));
+    const [ckpt, panes, recent, anchors, pfo] = await this.exec(pipe, 'load_partition') as
+      [Record<string, string>, string[], string[], string[], Record<string, string>];
     const num = (v: string | undefined): number | null => (v === undefined || v === '' ? null : Number(v));
-    const recentMap = new Map<string, number>();
-    for (let i = 0; i + 1 < recent.length; i += 2) recentMap.set(recent[i], Number(recent[i + 1]));
     return {
+      exists: Object.keys(ckpt).length > 0,
       clock: { streamTime: num(ckpt.streamTime), lastClosed: num(ckpt.lastClosed), idleWatermark: num(ckpt.idleWatermark) },
       panes: panes.map(Number),
-      recent: recentMap,
+      paneFirstOffsets: new Map(Object.entries(pfo).map(([pane, offset]) => [Number(pane), Number(offset)])),
+      recent: scoreMap(recent),
+      anchors: scoreMap(anchors),
+      rebuildUntil: num(ckpt.rebuildUntil),
     };
+  }
+
+  async restorePartition(partition: number, state: PartitionRestore): Promise<void> {
+    const pipe = this.redis.pipeline();
+    const ttl = this.ttlSeconds;
+    const ckpt = this.keys.checkpoint(partition);
+    pipe.hset(ckpt, { ...clockFields(state.clock), rebuildUntil: state.rebuildUntil === null ? '' : String(state.rebuildUntil) });
+    pipe.expire(ckpt, ttl);
+    const panesKey = this.keys.activePanes(partition);
+    for (const q of state.panes) pipe.zadd(panesKey, q, String(q));
+    if (state.panes.length > 0) pipe.expire(panesKey, ttl);
+    const pfo = this.keys.paneFirstOffsets(partition);
+    for (const [q, o] of state.paneFirstOffsets) pipe.hset(pfo, String(q), String(o));
+    if (state.paneFirstOffsets.size > 0) pipe.expire(pfo, ttl);
+    for (const [key, scores] of [[this.keys.recentMatches(partition), state.recent], [this.keys.anchors(partition), state.anchors]] as const) {
+      for (const [gid, end] of scores) pipe.zadd(key, 'GT', end, gid);
+      if (scores.size > 0) pipe.expire(key, ttl);
+    }
+    await this.exec(pipe, 'restore_partition');
   }
 
   /** Groups active in each of the given panes of a partition. */
@@ -119,44 +152,38 @@ export class RedisState implements DetectorState {
     pipe.kadeEvalWindowV1(keys.length, ...keys, ...args);
   }
 
-  /** The window end of each group's last alert, or null. */
-  async readSuppression(gids: string[]): Promise<Map<string, number | null>> {
-    if (gids.length === 0) return new Map();
-    const pipe = this.redis.pipeline();
-    for (const g of gids) pipe.get(this.keys.suppression(g));
-    const replies = await this.exec(pipe, 'read_suppression') as Array<string | null>;
-    return new Map(gids.map((g, i) => [g, replies[i] === null ? null : Number(replies[i])]));
-  }
-
   /**
    * Records the outcome of closed windows once their alerts are acked: suppression anchors,
    * recent matches, the partition checkpoint, and retires panes no window reads any more.
    */
   async commit(partition: number, input: CommitInput): Promise<void> {
     const pipe = this.redis.pipeline();
-    for (const a of input.alerted) pipe.set(this.keys.suppression(a.gid), String(a.end), 'EX', this.ttlSeconds);
+    const ttl = this.ttlSeconds;
+    const anchorsKey = this.keys.anchors(partition);
+    for (const a of input.alerted) pipe.zadd(anchorsKey, 'GT', a.end, a.gid);
+    if (input.alerted.length > 0) pipe.expire(anchorsKey, ttl);
+    if (input.anchorsBefore !== undefined && input.anchorsBefore !== null) pipe.zremrangebyscore(anchorsKey, '-inf', `(${input.anchorsBefore}`);
     const recentKey = this.keys.recentMatches(partition);
     for (const m of input.matched) pipe.zadd(recentKey, 'GT', m.end, m.gid);
-    if (input.matched.length > 0) pipe.expire(recentKey, this.ttlSeconds);
+    if (input.matched.length > 0) pipe.expire(recentKey, ttl);
     const { sizeMs, hopMs } = this.plan.plan.window;
     if (input.clock.lastClosed !== null) {
       pipe.zremrangebyscore(recentKey, '-inf', `(${input.clock.lastClosed - sizeMs - hopMs}`);
     }
     const ckpt = this.keys.checkpoint(partition);
-    const fields: Record<string, string> = {};
-    for (const [k, v] of Object.entries(input.clock)) fields[k] = v === null ? '' : String(v);
-    pipe.hset(ckpt, fields);
-    pipe.expire(ckpt, this.ttlSeconds);
+    pipe.hset(ckpt, { ...clockFields(input.clock), rebuildUntil: input.rebuildUntil === undefined || input.rebuildUntil === null ? '' : String(input.rebuildUntil) });
+    pipe.expire(ckpt, ttl);
     if (input.retiredPanes.length > 0) {
-      pipe.zrem(this.keys.activePanes(partition), ...input.retiredPanes.map(String));
+      const names = input.retiredPanes.map(String);
+      pipe.zrem(this.keys.activePanes(partition), ...names);
+      pipe.hdel(this.keys.paneFirstOffsets(partition), ...names);
       for (const p of input.retiredPanes) pipe.del(this.keys.activeGroups(partition, p));
     }
     await this.exec(pipe, 'commit');
   }
 
-  /** Saves the clock alone (after a batch that closed no window). */
-  async saveClock(partition: number, clock: ClockState): Promise<void> {
-    await this.commit(partition, { clock, matched: [], alerted: [], retiredPanes: [] });
+  generation(): number {
+    return this.connection.closes;
   }
 
   private async exec(pipe: ChainableCommander, op = 'other'): Promise<unknown[]> {
@@ -174,6 +201,31 @@ export class RedisState implements DetectorState {
       return result;
     });
   }
+}
+
+const counters = new WeakMap<Redis, { closes: number }>();
+
+/** One 'close' listener per client, shared by every RedisState on it. */
+function connectionCounter(redis: Redis): { closes: number } {
+  let c = counters.get(redis);
+  if (c === undefined) {
+    const counter = { closes: 0 };
+    redis.on('close', () => { counter.closes++; });
+    counters.set(redis, (c = counter));
+  }
+  return c;
+}
+
+function scoreMap(withScores: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (let i = 0; i + 1 < withScores.length; i += 2) out.set(withScores[i], Number(withScores[i + 1]));
+  return out;
+}
+
+function clockFields(clock: ClockState): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const [k, v] of Object.entries(clock)) fields[k] = v === null ? '' : String(v);
+  return fields;
 }
 
 /** Redis error replies whose code means "try again later"; any other reply error is a bug. */

@@ -3,7 +3,7 @@ import Redis from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { startKafkaInstance } from '../helpers/kafka-instance';
 import { startRedisInstance } from '../helpers/redis-instance';
-import { freePort } from '../helpers/kade-process';
+import { freePort, scrapeCounter } from '../helpers/kade-process';
 import { Alert } from '../../src/alerts/alert';
 import { AlertCodec } from '../../src/alerts/codec';
 import { KadeConfig } from '../../src/config/load';
@@ -214,9 +214,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
       try {
         await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
         redis.disconnect();
-        // A graceful stop: an outage with the data kept. (A SIGKILL loses up to a second of AOF
-        // writes under appendfsync everysec: that is Redis *losing* state, which kade does not
-        // rebuild yet; see docs/wip/redis-rebuild.patch.)
+        // A graceful stop: an outage with the data kept. (Redis losing state is the next tests.)
         await store.shutdown();
         await waitFor('the detector to report not ready', async () => (await ready()) === 503, 30_000, 200);
         await new Promise((r) => setTimeout(r, 3000));
@@ -235,6 +233,75 @@ describe('fault injection (separate processes, real broker and Redis)', function
         await collector.stop().catch(() => undefined);
         await router.stop();
         await detector.stop();
+      }
+    } finally {
+      await store.stop();
+    }
+  });
+
+  it('Redis restarted empty under a running detector: rebuilt by replay, same alerts, each once', async () => {
+    // No persistence: a restart loses everything, as a cache-configured Redis or a bad failover would.
+    const store = await startRedisInstance();
+    try {
+      const { config, events, maxTime } = await prepare('fault-redis-empty', 29, undefined, store.url);
+      const port = await freePort();
+      const collector = await collectAlerts(config);
+      const router = spawnKade(['run', '--role', 'router'], config, 'fault-empty-router');
+      const detector = spawnKade(['run', '--role', 'detector'], config, 'fault-empty-det', { KADE_HTTP_PORT: String(port) });
+      try {
+        await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
+        await store.kill();
+        await store.restart();
+        await waitFor('a rebuild', async () => (await scrapeCounter(port, 'kade_state_rebuilds_total').catch(() => 0)) > 0, 60_000, 200);
+        const again = new Redis(store.url);
+        try {
+          await waitFor('every window to close', () => windowsClosed(again, config, maxTime), 400_000, 500);
+        } finally {
+          await again.quit();
+        }
+        await new Promise((r) => setTimeout(r, 3000));
+        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+        assert.ok(await scrapeCounter(port, 'kade_events_total', { outcome: 'replayed' }) > 0, 'records were replayed');
+        assert.equal(detector.child.exitCode, null, 'the detector survived');
+      } finally {
+        await collector.stop().catch(() => undefined);
+        await router.stop();
+        await detector.stop();
+      }
+    } finally {
+      await store.stop();
+    }
+  });
+
+  it('Redis restarted empty while the detector was down: the next one rebuilds from the committed checkpoint', async () => {
+    const store = await startRedisInstance();
+    try {
+      const { config, events, maxTime } = await prepare('fault-redis-owner', 31, undefined, store.url);
+      const port = await freePort();
+      const collector = await collectAlerts(config);
+      const router = spawnKade(['run', '--role', 'router'], config, 'fault-owner-router');
+      const first = spawnKade(['run', '--role', 'detector'], config, 'fault-owner-det-1');
+      let second: ReturnType<typeof spawnKade> | null = null;
+      try {
+        await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
+        first.child.kill('SIGKILL');
+        assert.equal(await first.exited, null, 'killed by a signal');
+        await store.kill();
+        await store.restart();
+        second = spawnKade(['run', '--role', 'detector'], config, 'fault-owner-det-2', { KADE_HTTP_PORT: String(port) });
+        await waitFor('a rebuild', async () => (await scrapeCounter(port, 'kade_state_rebuilds_total', { cause: 'lost-before-assignment' }).catch(() => 0)) > 0, 120_000, 200);
+        const again = new Redis(store.url);
+        try {
+          await waitFor('every window to close', () => windowsClosed(again, config, maxTime), 400_000, 500);
+        } finally {
+          await again.quit();
+        }
+        await new Promise((r) => setTimeout(r, 3000));
+        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+      } finally {
+        await collector.stop().catch(() => undefined);
+        await router.stop();
+        await second?.stop();
       }
     } finally {
       await store.stop();

@@ -3,7 +3,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import { Alert } from '../../src/alerts/alert';
 import { CompiledPlan } from '../../src/detect/compiled-plan';
-import { Detector, DetectorRecord } from '../../src/detect/detector';
+import { CommittedPosition, Detector, DetectorRecord, decodeCheckpoints, encodeCheckpoints } from '../../src/detect/detector';
 import { groupKafkaKey } from '../../src/detect/group-id';
 import { normalizeEvent } from '../../src/ingest/normalize';
 import { loadRuleFile } from '../../src/rules/load-rules';
@@ -59,50 +59,94 @@ describe('detector on real Redis against the ES|QL oracle', function () {
 
   const plan = (): CompiledPlan => loadRuleFile(path.join(packageRoot(), 'rules', 'endpoint-permission-enumeration.rule.json'));
 
-  async function runDetector(opts: { events: number; seed: number; crashEvery?: number; failPublish?: boolean }): Promise<{ alerts: Alert[]; late: number; events: GeneratedEvent[] }> {
+  async function runDetector(opts: {
+    events: number; seed: number; crashEvery?: number; failPublish?: boolean;
+    /** Redis loses every key of the test after these batches: under the running detector or with a new owner. */
+    loseRedisAt?: number[]; lose?: 'running' | 'new-owner';
+  }): Promise<{ alerts: Alert[]; late: number; events: GeneratedEvent[]; rebuilds: number; replayed: number }> {
     const p = plan();
     const events = [...generateAuditStream({ seed: opts.seed, events: opts.events, attacks: 25 })];
     const parts = route(p, events);
     const sink = new MemorySink();
     let wall = 0;
-    const make = (): Detector => new Detector(p, new RedisState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600), sink, {
-      latenessMs: 30_000, idleTimeoutMs: 10_000, suppressionMs: 360_000, now: () => wall,
-    });
+    let rebuilds = 0;
+    let replayed = 0;
+    // What Kafka would hold: the committed offset and checkpoint metadata of each partition.
+    const committed = new Map<number, CommittedPosition>();
+    const make = (): Detector => {
+      const d = new Detector(p, new RedisState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600), sink, {
+        latenessMs: 30_000, idleTimeoutMs: 10_000, suppressionMs: 360_000, now: () => wall,
+      }, { rebuild: () => { rebuilds++; }, replayed: (_p, n) => { replayed += n; } });
+      d.assign(decodedCommitted());
+      return d;
+    };
+    // Through the encoding the stage uses, as a new process would read it from Kafka.
+    const decodedCommitted = (): Map<number, CommittedPosition> => new Map([...committed].map(([i, c]) => [i, {
+      offset: c.offset, meta: c.meta === null ? null : decodeCheckpoints(encodeCheckpoints(new Map([[p.id, c.meta]]))).get(p.id) ?? null,
+    }]));
     let detector = make();
     const rnd = mulberry32(opts.seed);
     const cursor = parts.map(() => 0);
     let late = 0;
     let batches = 0;
-    // Interleave partitions in random-sized batches, as a consumer would.
-    while (cursor.some((c, i) => c < parts[i].length)) {
-      const i = Math.floor(rnd() * PARTITIONS);
-      if (cursor[i] >= parts[i].length) continue;
-      const size = 1 + Math.floor(rnd() * 400);
-      const batch = parts[i].slice(cursor[i], cursor[i] + size);
-      wall = batch[batch.length - 1].eventTime;
-      batches++;
-      if (opts.failPublish === true && batches % 17 === 0) sink.failNext = true;
-      try {
-        const res = await detector.onBatch(i, batch, parts[i].length);
-        late += res.late;
-      } catch (err) {
-        // The batch was not committed: a new instance (fresh memory) gets it again.
-        assert.match((err as Error).message, /injected publish failure/);
-        detector = make();
-        continue;
+    // Interleave partitions in random-sized batches, as a consumer would; the idle tick at the
+    // end may find a partition that Redis lost and send the consumer back.
+    for (let round = 0; ; round++) {
+      assert.ok(round < 5, 'the run converges');
+      while (cursor.some((c, i) => c < parts[i].length)) {
+        const i = Math.floor(rnd() * PARTITIONS);
+        if (cursor[i] >= parts[i].length) continue;
+        const size = 1 + Math.floor(rnd() * 400);
+        const batch = parts[i].slice(cursor[i], cursor[i] + size);
+        wall = batch[batch.length - 1].eventTime;
+        batches++;
+        if (opts.failPublish === true && batches % 17 === 0) sink.failNext = true;
+        try {
+          const res = await detector.onBatch(i, batch, parts[i].length);
+          if (res.seek !== undefined) {
+            // The detector found Redis without this partition's state: the consumer seeks back.
+            assert.ok(res.seek <= cursor[i], `a rebuild seeks back (${res.seek} <= ${cursor[i]})`);
+            cursor[i] = res.seek;
+            continue;
+          }
+          late += res.late;
+        } catch (err) {
+          // The batch was not committed: a new instance (fresh memory) gets it again.
+          assert.match((err as Error).message, /injected publish failure/);
+          detector = make();
+          continue;
+        }
+        if (opts.crashEvery !== undefined && batches % opts.crashEvery === 0) {
+          // Crash after the batch's effects but before its offsets were committed: redelivered
+          // from the same offset, with a different batch boundary.
+          detector = make();
+          continue;
+        }
+        cursor[i] += batch.length;
+        committed.set(i, { offset: cursor[i], meta: detector.checkpointMeta(i) });
+        if (opts.loseRedisAt?.includes(batches)) {
+          await deleteByPrefix(redis, prefix);
+          if (opts.lose === 'new-owner') {
+            detector = make();
+          } else {
+            // A restart drops the connection; the detector must notice before its next write.
+            redis.disconnect(true);
+            await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+          }
+        }
       }
-      if (opts.crashEvery !== undefined && batches % opts.crashEvery === 0) {
-        // Crash after the batch's effects but before its offsets were committed: redelivered
-        // from the same offset, with a different batch boundary.
-        detector = make();
-        continue;
+      for (let i = 0; i < PARTITIONS; i++) {
+        const seek = await detector.ensure(i);
+        assert.equal(seek, null, 'no rebuild pending at the end');
       }
-      cursor[i] += batch.length;
+      const tickWall = wall;
+      wall += 3_600_000;
+      const seeks = await detector.onTick();
+      if (seeks.length === 0) break;
+      wall = tickWall;
+      for (const s of seeks) cursor[s.partition] = s.offset;
     }
-    for (let i = 0; i < PARTITIONS; i++) await detector.ensure(i);
-    wall += 3_600_000;
-    await detector.onTick();
-    return { alerts: sink.alerts, late, events };
+    return { alerts: sink.alerts, late, events, rebuilds, replayed };
   }
 
   function expectOracle(result: { alerts: Alert[]; events: GeneratedEvent[] }): void {
@@ -129,6 +173,25 @@ describe('detector on real Redis against the ES|QL oracle', function () {
 
   it('re-sends the same alert ids when publishing fails, and loses none', async () => {
     const r = await runDetector({ events: 30_000, seed: 13, failPublish: true });
+    expectOracle(r);
+  });
+
+  it('rebuilds by replay when Redis restarts empty under a running detector: same alerts, each once', async () => {
+    const r = await runDetector({ events: 30_000, seed: 17, loseRedisAt: [50, 100], lose: 'running' });
+    assert.ok(r.rebuilds >= 2, `partitions were rebuilt (${r.rebuilds})`);
+    assert.ok(r.replayed > 0, 'records were replayed');
+    assert.equal(r.late, 0);
+    const ids = r.alerts.map((a) => a.id);
+    assert.equal(new Set(ids).size, ids.length, 'no alert twice');
+    expectOracle(r);
+  });
+
+  it('rebuilds from the committed checkpoint when a new owner finds Redis empty: same alerts, each once', async () => {
+    const r = await runDetector({ events: 30_000, seed: 19, loseRedisAt: [40, 70, 100, 130], lose: 'new-owner' });
+    assert.ok(r.rebuilds >= 1, `partitions were rebuilt (${r.rebuilds})`);
+    assert.equal(r.late, 0);
+    const ids = r.alerts.map((a) => a.id);
+    assert.equal(new Set(ids).size, ids.length, 'no alert twice');
     expectOracle(r);
   });
 });

@@ -427,9 +427,10 @@ describe('k8s/grafana-dashboard.json', () => {
     kade_watermark_lag_seconds: { type: 'gauge', labels: [] },
     kade_redis_call_duration_seconds: { type: 'histogram', labels: ['op'] },
     kade_consumer_lag_records: { type: 'gauge', labels: ['stage'] },
+    kade_state_rebuilds_total: { type: 'counter', labels: ['cause'] },
   };
   const OUTCOMES: Record<string, string[]> = {
-    kade_events_total: ['routed', 'filtered', 'dead_lettered', 'applied', 'late', 'unknown_rule'],
+    kade_events_total: ['routed', 'filtered', 'dead_lettered', 'applied', 'late', 'unknown_rule', 'replayed'],
     kade_alerts_total: ['published', 'suppressed'],
   };
   // Labels Prometheus (Operator) adds to every scraped series, and the ServiceMonitor's relabeling.
