@@ -1,20 +1,11 @@
 import { Alert, buildAlert } from '../alerts/alert';
-import { AuditRecord } from '../ingest/audit-record';
-import { PaneDelta } from '../state/pane-delta';
 import { DetectorState, WindowRef } from '../state/detector-state';
 import { PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
-import { groupId, groupKafkaKey } from './group-id';
-import { capValue } from './cap-value';
+import { DetectorRecord, PreAggregator } from './pre-aggregate';
 
-/** One decoded record of the keyed topic. */
-export interface DetectorRecord {
-  offset: number;
-  eventTime: number;
-  group: GroupKey;
-  record: AuditRecord;
-}
+export type { DetectorRecord };
 
 /** Publishes alerts; resolves once every alert is acknowledged by the broker. */
 export interface AlertSink {
@@ -56,7 +47,7 @@ const EVAL_CHUNK = 2000;
  */
 export class Detector {
   private readonly partitions = new Map<number, PartitionState>();
-  private readonly trackedReaders;
+  private readonly preAggregator: PreAggregator;
 
   constructor(
     private readonly plan: CompiledPlan,
@@ -65,7 +56,7 @@ export class Detector {
     private readonly opts: DetectorOptions,
     private readonly events: Partial<DetectorEvents> = {},
   ) {
-    this.trackedReaders = plan.fields.map((f) => ({ index: f.index, read: f.accessor.read }));
+    this.preAggregator = new PreAggregator(plan.fields, plan.plan.window.hopMs);
   }
 
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
@@ -103,44 +94,8 @@ export class Detector {
    */
   async onBatch(partition: number, records: DetectorRecord[], highWatermark: number | null): Promise<{ applied: number; late: number }> {
     const ps = await this.partition(partition);
-    const hop = this.plan.plan.window.hopMs;
-    const now = this.opts.now();
-    const deltas = new Map<string, PaneDelta>();
-    const activeByPane = new Map<number, Set<string>>();
-    const gids = new Map<string, string>();
-    let late = 0;
-    for (const r of records) {
-      if (ps.clock.isLate(r.eventTime)) {
-        late++;
-        continue;
-      }
-      ps.clock.observe(r.eventTime, now);
-      const pane = paneStart(r.eventTime, hop);
-      const kafkaKey = groupKafkaKey(r.group);
-      let gid = gids.get(kafkaKey);
-      if (gid === undefined) gids.set(kafkaKey, (gid = groupId(kafkaKey)));
-      const deltaKey = `${gid}|${pane}`;
-      let d = deltas.get(deltaKey);
-      if (d === undefined) {
-        d = { gid, groupKey: r.group, pane, count: 0, minOffset: r.offset, maxOffset: r.offset, offsets: [], members: new Map() };
-        deltas.set(deltaKey, d);
-        let active = activeByPane.get(pane);
-        if (active === undefined) activeByPane.set(pane, (active = new Set()));
-        active.add(gid);
-      }
-      d.count++;
-      d.offsets.push(r.offset);
-      if (r.offset < d.minOffset) d.minOffset = r.offset;
-      if (r.offset > d.maxOffset) d.maxOffset = r.offset;
-      for (const t of this.trackedReaders) {
-        const values = t.read(r.record);
-        if (values.length === 0) continue;
-        let set = d.members.get(t.index);
-        if (set === undefined) d.members.set(t.index, (set = new Set()));
-        for (const v of values) set.add(capValue(String(v)));
-      }
-    }
-    await this.state.applyBatch(partition, [...deltas.values()], activeByPane, ps.clock.snapshot().streamTime);
+    const { deltas, activeByPane, late } = this.preAggregator.run(records, ps.clock, this.opts.now());
+    await this.state.applyBatch(partition, deltas, activeByPane, ps.clock.snapshot().streamTime);
     for (const pane of activeByPane.keys()) ps.panes.add(pane);
     if (records.length > 0) this.notePosition(partition, records[records.length - 1].offset, highWatermark);
     this.events.applied?.(partition, records.length - late);
