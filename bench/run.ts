@@ -6,6 +6,7 @@
  *   npm run bench -- --quick               100k events (smoke run)
  *   npm run bench -- --events 300000 --runs 5
  *   flags: --seed N, --live-rate N, --live-seconds N, --live-attacks N, --no-live, --no-flat, --no-profile,
+ *          --detector-only (detector + no-op keyed runs only; prints the figures, leaves docs/benchmarks.md alone),
  *          --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
  *
  * Every worker (router, detector, no-op consumer) is a separate node process, so CPU, RSS and
@@ -52,6 +53,8 @@ interface Options {
   profile: boolean;
   /** false: only the live run (debugging); docs/benchmarks.md is then left alone. */
   throughput: boolean;
+  /** Only the detector and the no-op keyed consumer (one router run makes the keyed topic); docs/benchmarks.md left alone. */
+  detectorOnly: boolean;
   redisUrl: string | null;
   keep: boolean;
   latenessMs: number;
@@ -72,6 +75,7 @@ function options(argv: string[]): Options {
       'no-flat': { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
       'live-only': { type: 'boolean', default: false },
+      'detector-only': { type: 'boolean', default: false },
       'redis-url': { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -79,7 +83,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--redis-url URL] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--redis-url URL] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -102,6 +106,7 @@ function options(argv: string[]): Options {
     flat: !values['no-flat'],
     profile: !values['no-profile'],
     throughput: !values['live-only'],
+    detectorOnly: values['detector-only'],
     redisUrl: values['redis-url'] ?? null,
     keep: values.keep,
     // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
@@ -810,9 +815,9 @@ async function main(): Promise<void> {
     }
 
     // 2. Router alone on the pre-filled raw topic, next to the no-op consumer on the same topic.
-    for (let i = 1; i <= opts.runs; i++) {
+    for (let i = 1; i <= (opts.detectorOnly ? 1 : opts.runs); i++) {
       log(`router phase, run ${i}/${opts.runs}`);
-      runs.noopRaw.push(await runNoop(ctx, raw1.topic, 'raw', i, 1));
+      if (!opts.detectorOnly) runs.noopRaw.push(await runNoop(ctx, raw1.topic, 'raw', i, 1));
       runs.router.push(await runRouter(ctx, raw1, `${runId}.keyed.r${i}`, 'x1', i, 1));
       if (raw10) runs.router10.push(await runRouter(ctx, raw10, `${runId}.keyed10.r${i}`, 'x10', i, 10));
     }
@@ -832,9 +837,10 @@ async function main(): Promise<void> {
     if (opts.profile) {
       log('profiling runs (router and detector with --cpu-prof; detector behind a counting Redis proxy)');
       for (const f of readdirSync(profileDir)) if (f.endsWith('.cpuprofile')) rmSync(path.join(profileDir, f));
-      profRouter = await runRouter(ctx, raw1, `${runId}.keyed.profile`, 'x1', 0, 1, 'router.cpuprofile.tmp');
+      if (!opts.detectorOnly) profRouter = await runRouter(ctx, raw1, `${runId}.keyed.profile`, 'x1', 0, 1, 'router.cpuprofile.tmp');
       profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
       for (const [role, r] of [['router', profRouter], ['detector', profDetector]] as const) {
+        if (r === null) continue;
         const tmp = r.profile as string;
         if (!existsSync(tmp)) continue;
         const final = path.join(profileDir, `${role}.cpuprofile`);
@@ -853,7 +859,7 @@ async function main(): Promise<void> {
   }
   try {
     // 5. Alert latency at a steady live rate.
-    if (opts.live && errors.length === 0) {
+    if (opts.live && !opts.detectorOnly && errors.length === 0) {
       log(`live run: ${opts.liveRate} ev/s for ${opts.liveSeconds} s, router + detector`);
       live = await runLive(ctx);
       log(`  live: ${live.receivedAlerts}/${live.expectedAlerts} alerts; latency p50 ${fmt(live.latencyMs.p50)} ms, p99 ${fmt(live.latencyMs.p99)} ms over ${live.streamClosed}`);
@@ -915,7 +921,7 @@ async function main(): Promise<void> {
     .map(([idx, v]) => {
       const f = plan.fields.find((x) => String(x.index) === idx);
       const use = f ? [f.needDistinct ? 'count_distinct' : '', f.needValues ? 'values' : ''].filter(Boolean).join(' + ') : '';
-      return [`${idx}: ${fieldNames.get(idx) ?? '?'}`, use, fmt(v.members, 2), fmt(v.bytes, 0)];
+      return [idx === 'group key' ? idx : `${idx}: ${fieldNames.get(idx) ?? '?'}`, use, fmt(v.members, 2), fmt(v.bytes, 0)];
     });
   const d1 = runs.detector[0];
   const commandRows: string[][] = d1?.redis
@@ -962,10 +968,10 @@ async function main(): Promise<void> {
     ['Redis memory / (group, pane), INFO delta', `${fmt(s.bytesPerGroupPane)} B`],
     ['Redis memory / (group, pane), MEMORY USAGE sample', `${fmt(s.sampledBytesPerGroupPane)} B`],
     ['(group, pane) pairs created', fmt(s.groupPanes)],
-    ['  sampled pane hash / pane set (MEMORY USAGE)', `${fmt(paneInfo?.sampledHashBytes)} B / ${fmt(paneInfo?.sampledSetBytes)} B`],
-    ['  members per pane set, mean member length', `${fmt(paneInfo?.membersPerSet, 1)}, ${fmt(paneInfo?.memberBytes, 1)} B`],
-    ['  pane set / hash encodings (sample)', `${JSON.stringify(paneInfo?.setEncodings ?? {})} / ${JSON.stringify(paneInfo?.hashEncodings ?? {})}`],
-    ['  pruned pane hashes (sample)', `${fmt((paneInfo?.prunedShare ?? Number.NaN) * 100, 1)}%`],
+    ['  sampled pane record (MEMORY USAGE) / its entries', `${fmt(paneInfo?.sampledHashBytes)} B / ${fmt(paneInfo?.sampledSetBytes)} B`],
+    ['  value entries per pane record, mean encoded entry length', `${fmt(paneInfo?.membersPerSet, 1)}, ${fmt(paneInfo?.memberBytes, 1)} B`],
+    ['  pane record encodings (sample)', JSON.stringify(paneInfo?.hashEncodings ?? {})],
+    ['  pruned pane records (sample)', `${fmt((paneInfo?.prunedShare ?? Number.NaN) * 100, 1)}%`],
     ['Redis memory / (group, pane), 10x actors', `${fmt(s.bytesPerGroupPane10)} B`],
   ];
   const liveRows: string[][] = live ? [
@@ -1020,15 +1026,22 @@ async function main(): Promise<void> {
   const jsonFile = path.join(resultsDir, `${stamp}.json`);
   writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);
   log(`result: ${path.relative(root, jsonFile)}`);
-  if (errors.length === 0 && opts.throughput) {
+  if (errors.length === 0 && opts.throughput && !opts.detectorOnly) {
     writeFileSync(path.join(root, 'docs', 'benchmarks.md'), markdown({
       machine, command, opts, startedAt, minutes: result.minutes, raw1, raw10, s, header, rows, redisRows, live, liveRows,
       targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile), fieldRows, commandRows,
     }));
     log('docs/benchmarks.md updated');
   } else {
-    log(opts.throughput ? 'docs/benchmarks.md NOT updated (the run failed)' : 'docs/benchmarks.md left alone (--live-only)');
-    process.exitCode = 1;
+    if (opts.detectorOnly && errors.length === 0) {
+      log('docs/benchmarks.md left alone (--detector-only)');
+      for (const r of targetRows) log(`  ${r.join(' | ')}`);
+      for (const r of rows) log(`  ${r.join(' | ')}`);
+      for (const r of redisRows) log(`  ${r.join(' | ')}`);
+    } else {
+      log(opts.throughput ? 'docs/benchmarks.md NOT updated (the run failed)' : 'docs/benchmarks.md left alone (--live-only)');
+      process.exitCode = 1;
+    }
   }
 }
 
@@ -1111,9 +1124,9 @@ function markdown(m: MdInput): string {
     L.push('');
   }
   if (m.fieldRows.length > 0) {
-    L.push('What a pane set holds (sampled pane sets of detector run 1, members `<field index>:<value>`):');
+    L.push('What a pane record holds (sampled pane records of detector run 1; entry bytes include the 2-3 byte code and length):');
     L.push('');
-    L.push(mdTable(['field', 'read by', 'members per set', 'member bytes per set'], m.fieldRows));
+    L.push(mdTable(['field', 'read by', 'entries per record', 'entry bytes per record'], m.fieldRows));
     L.push('');
   }
   if (m.live) {
@@ -1161,9 +1174,9 @@ function markdown(m: MdInput): string {
   L.push('  connection (a client write after the server answered = one round trip = one pipeline) and top-level RESP');
   L.push('  commands; `total_reads_processed` is reported as an upper bound (a large pipeline takes several reads).');
   L.push('- **Memory per (group, pane)**: `used_memory` after the run (all windows closed, keys still within their TTL) minus');
-  L.push('  before, over the number of pane hashes `<prefix>:{epe2:<gid>}:<pane>` counted with SCAN: everything the detector');
-  L.push('  keeps (pane hashes, sets, HLLs, partition keys, suppression) averaged over the mix. The MEMORY USAGE sample');
-  L.push('  (pane hash + set + HLLs of up to 400 pairs) is the per-key view without allocator and dict overhead.');
+  L.push('  before, over the number of pane records `<prefix>:{epe2:<gid>}:<pane base 36>` counted with SCAN: everything the');
+  L.push('  detector keeps (pane records, HLLs, partition keys, suppression) averaged over the mix. The MEMORY USAGE sample');
+  L.push('  (pane record + HLLs of up to 400 pairs) is the per-key view without allocator and dict overhead.');
   L.push('- **Alert latency**: fresh topics; router and detector run live (lateness 30 s, idle timeout 2 s) while the bench');
   L.push(`  produces the generator\'s stream (${m.opts.liveAttacks} planned attacks) with \`startMs\` = now and \`eventsPerSecond\` = rate, releasing each event when the`);
   L.push('  wall clock reaches its event time, so event time = wall clock at production (up to the generator\'s 2 s jitter).');

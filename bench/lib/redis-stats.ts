@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Redis } from 'ioredis';
+import { GROUP_KEY_CODE, decodeEntries } from '../../src/state/pane-delta';
 
 export interface RedisSnapshot {
   totalCommands: number;
@@ -85,7 +86,7 @@ export function redisDelta(a: RedisSnapshot, b: RedisSnapshot, own: Record<strin
 }
 
 export interface PaneCensus {
-  /** (group, pane) pairs: pane hashes `${prefix}:{<rule>:<gid>}:<pane>`. */
+  /** (group, pane) pairs: pane records `${prefix}:{<rule>:<gid>}:<pane base 36>`. */
   groupPanes: number;
   paneSets: number;
   paneHlls: number;
@@ -96,29 +97,29 @@ export interface PaneCensus {
   sampled: number;
   /** Share of sampled pane hashes that are pruned (x = 1). */
   prunedShare: number;
-  /** Mean MEMORY USAGE of a pane hash alone, and of a pane set alone (sets that exist). */
+  /** Mean MEMORY USAGE of a pane record, and mean bytes of its entries (records with entries). */
   sampledHashBytes: number;
   sampledSetBytes: number;
-  /** Mean members per pane set and mean member length (bytes), over sampled sets. */
+  /** Mean value entries per pane record and mean encoded entry length (bytes). */
   membersPerSet: number;
   memberBytes: number;
-  /** OBJECT ENCODING of the sampled pane sets and hashes, with counts. */
+  /** OBJECT ENCODING of the sampled pane records (hashEncodings; setEncodings is empty since v2). */
   setEncodings: Record<string, number>;
   hashEncodings: Record<string, number>;
-  /** Sampled set members per field index (`<idx>:` prefix): mean members and mean bytes per set. */
+  /** Sampled entries per field index: mean entries and mean encoded bytes per record. */
   fieldShare: Record<string, { members: number; bytes: number }>;
   /** Commands the census sent (to subtract from later deltas if needed). */
   commands: number;
 }
 
-/** Counts the pane hashes (and other key kinds) of one prefix with SCAN; samples MEMORY USAGE. */
+/** Counts the pane records (and other key kinds) of one prefix with SCAN; samples MEMORY USAGE. */
 export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, sampleSize = 400): Promise<PaneCensus> {
-  const paneHash = /\}:\d+$/;
-  const paneSet = /\}:\d+:s$/;
-  const paneHll = /\}:\d+:h\d+$/;
+  // Pane records: `${prefix}:{<rule>:<gid>}:<pane start in base 36>` (src/state/keys.ts).
+  const paneRecord = /\}:[0-9a-z]+$/;
+  const paneHll = /\}:[0-9a-z]+:h\d+$/;
   const sup = /\}:sup$/;
-  const hashes: string[] = [];
-  let paneSets = 0;
+  const tmp = /\}:tmp$/;
+  const records: string[] = [];
   let paneHlls = 0;
   let suppression = 0;
   let otherKeys = 0;
@@ -130,77 +131,76 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
     cursor = next;
     for (const k of keys) {
       if (k.includes(`{${ruleKey}:p`) && /\{[^}]+:p\d+\}/.test(k)) otherKeys++;
-      else if (paneHash.test(k)) hashes.push(k);
-      else if (paneSet.test(k)) paneSets++;
-      else if (paneHll.test(k)) paneHlls++;
       else if (sup.test(k)) suppression++;
+      else if (tmp.test(k)) otherKeys++;
+      else if (paneRecord.test(k)) records.push(k);
+      else if (paneHll.test(k)) paneHlls++;
       else otherKeys++;
     }
   } while (cursor !== '0');
   // Deterministic sample spread over the key list.
-  const step = Math.max(1, Math.floor(hashes.length / sampleSize));
+  const step = Math.max(1, Math.floor(records.length / sampleSize));
   let bytes = 0;
-  let hashBytes = 0;
-  let setBytes = 0;
-  let sets = 0;
+  let recordBytes = 0;
+  let entryBytesTotal = 0;
+  let withEntries = 0;
   let members = 0;
   let memberBytes = 0;
   let sampled = 0;
   let pruned = 0;
-  const setEncodings: Record<string, number> = {};
-  const hashEncodings: Record<string, number> = {};
+  const encodings: Record<string, number> = {};
   const fields: Record<string, { members: number; bytes: number }> = {};
-  for (let i = 0; i < hashes.length && sampled < sampleSize; i += step) {
-    const h = hashes[i];
+  for (let i = 0; i < records.length && sampled < sampleSize; i += step) {
+    const k = records[i];
     const pipe = redis.pipeline();
-    pipe.call('MEMORY', 'USAGE', h, 'SAMPLES', '0');
-    pipe.call('MEMORY', 'USAGE', `${h}:s`, 'SAMPLES', '0');
-    pipe.hget(h, 'x');
-    pipe.call('OBJECT', 'ENCODING', h);
-    pipe.call('OBJECT', 'ENCODING', `${h}:s`);
-    pipe.smembers(`${h}:s`);
-    for (let f = 0; f < 8; f++) pipe.call('MEMORY', 'USAGE', `${h}:h${f}`, 'SAMPLES', '0');
+    pipe.call('MEMORY', 'USAGE', k, 'SAMPLES', '0');
+    pipe.getBuffer(k);
+    pipe.call('OBJECT', 'ENCODING', k);
+    for (let f = 0; f < 8; f++) pipe.call('MEMORY', 'USAGE', `${k}:h${f}`, 'SAMPLES', '0');
     const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
-    commands += 14;
+    commands += 11;
     const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
-    hashBytes += num(r[0]);
-    setBytes += num(r[1]);
-    bytes += num(r[0]) + num(r[1]);
-    for (let j = 6; j < r.length; j++) bytes += num(r[j]);
-    if (r[2] === '1') pruned++;
-    if (typeof r[3] === 'string') hashEncodings[r[3]] = (hashEncodings[r[3]] ?? 0) + 1;
-    if (typeof r[4] === 'string') {
-      setEncodings[r[4]] = (setEncodings[r[4]] ?? 0) + 1;
-      sets++;
-      const list = r[5] as string[];
-      members += list.length;
-      for (const m of list) {
-        memberBytes += Buffer.byteLength(m);
-        const idx = m.slice(0, m.indexOf(':'));
-        const e = (fields[idx] ??= { members: 0, bytes: 0 });
-        e.members++;
-        e.bytes += Buffer.byteLength(m);
+    recordBytes += num(r[0]);
+    for (let j = 0; j < r.length; j++) if (j !== 1 && j !== 2) bytes += num(r[j]);
+    if (typeof r[2] === 'string') encodings[r[2]] = (encodings[r[2]] ?? 0) + 1;
+    const rec = r[1];
+    if (Buffer.isBuffer(rec)) {
+      const nl = rec.indexOf(10);
+      if (/ x/.test(rec.toString('latin1', 0, nl))) pruned++;
+      if (rec.length > nl + 1) {
+        withEntries++;
+        entryBytesTotal += rec.length - nl - 1;
+        decodeEntries(rec, nl + 1, (code, value) => {
+          const b = Buffer.byteLength(value) + (Buffer.byteLength(value) < 128 ? 2 : 3);
+          const e = (fields[code === GROUP_KEY_CODE ? 'group key' : String(code)] ??= { members: 0, bytes: 0 });
+          e.members++;
+          e.bytes += b;
+          if (code !== GROUP_KEY_CODE) {
+            members++;
+            memberBytes += b;
+          }
+        });
       }
     }
     sampled++;
   }
   const fieldShare: Record<string, { members: number; bytes: number }> = {};
-  for (const [k, v] of Object.entries(fields)) fieldShare[k] = { members: v.members / Math.max(1, sets), bytes: v.bytes / Math.max(1, sets) };
+  for (const [k, v] of Object.entries(fields)) fieldShare[k] = { members: v.members / Math.max(1, withEntries), bytes: v.bytes / Math.max(1, withEntries) };
   return {
-    groupPanes: hashes.length,
-    paneSets,
+    groupPanes: records.length,
+    paneSets: 0,
     paneHlls,
     suppression,
     otherKeys,
     sampledBytesPerGroupPane: sampled > 0 ? bytes / sampled : Number.NaN,
     sampled,
     prunedShare: sampled > 0 ? pruned / sampled : Number.NaN,
-    sampledHashBytes: sampled > 0 ? hashBytes / sampled : Number.NaN,
-    sampledSetBytes: sets > 0 ? setBytes / sets : Number.NaN,
-    membersPerSet: sets > 0 ? members / sets : Number.NaN,
+    sampledHashBytes: sampled > 0 ? recordBytes / sampled : Number.NaN,
+    sampledSetBytes: withEntries > 0 ? entryBytesTotal / withEntries : Number.NaN,
+    membersPerSet: withEntries > 0 ? members / withEntries : Number.NaN,
     memberBytes: members > 0 ? memberBytes / members : Number.NaN,
-    setEncodings,
-    hashEncodings,
+    setEncodings: {},
+    hashEncodings: encodings,
     fieldShare,
     commands,
   };

@@ -13,9 +13,13 @@ import { LagTracker, Metrics } from '../ops/metrics';
 import { KeyBuilder } from '../state/keys';
 import { RedisState } from '../state/redis-state';
 import { Serial } from '../util/serial';
-import { CompiledPlan } from './compiled-plan';
+import { CompiledPlan, GroupKey } from './compiled-plan';
+import { groupKafkaKey } from './group-id';
 import { CommittedPosition, Detector, DetectorRecord, decodeCheckpoints, encodeCheckpoints } from './detector';
 import { UpstreamBacklog } from './upstream-backlog';
+
+/** Bound of the cache of Kafka keys checked against their group. */
+const CHECKED_KEYS_MAX = 200_000;
 
 /**
  * The detector stage: a consumer group on the keyed topic (read_committed), one Detector per
@@ -32,6 +36,7 @@ export class DetectorStage {
   private upstream: UpstreamBacklog | null = null;
   private assigned: number[] = [];
   private joined = false;
+  private readonly checkedKeys = new Map<string, boolean>();
 
   constructor(
     private readonly kafka: Kafka,
@@ -152,7 +157,7 @@ export class DetectorStage {
           const v = this.codec.decode(m.value);
           let list = byRule.get(v.rule);
           if (list === undefined) byRule.set(v.rule, (list = []));
-          list.push({ offset: Number(m.offset), eventTime: v.eventTime, group: v.group, record: v.record });
+          list.push({ offset: Number(m.offset), eventTime: v.eventTime, group: v.group, record: v.record, kafkaKey: this.keyOf(m.key, v.group) });
         } catch (err) {
           const e = err instanceof BadInputError ? err : new BadInputError('invalid-avro', `keyed record is not a KeyedAuditRecord: ${(err as Error).message}`);
           bad.push(deadLetter({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp }, e, null));
@@ -211,6 +216,23 @@ export class DetectorStage {
     } finally {
       await admin.disconnect();
     }
+  }
+
+  /**
+   * The group's Kafka key as a string, which the router sets to groupKafkaKey(group): reusing it
+   * saves a JSON.stringify per record. A key is checked against the record's group once (then
+   * cached); a key that is not the group's (another producer) is ignored.
+   */
+  private keyOf(key: Buffer | null, group: GroupKey): string | undefined {
+    if (key === null) return undefined;
+    const s = key.toString('utf8');
+    let ok = this.checkedKeys.get(s);
+    if (ok === undefined) {
+      if (this.checkedKeys.size >= CHECKED_KEYS_MAX) this.checkedKeys.clear();
+      ok = groupKafkaKey(group) === s;
+      this.checkedKeys.set(s, ok);
+    }
+    return ok ? s : undefined;
   }
 
   /** Joined its consumer group (and not rebalancing). */

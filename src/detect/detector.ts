@@ -1,21 +1,12 @@
 import { Alert, buildAlert } from '../alerts/alert';
-import { AuditRecord } from '../ingest/audit-record';
-import { PaneDelta } from '../state/pane-delta';
 import { DetectorState, PartitionRestore, PartitionSnapshot, WindowRef } from '../state/detector-state';
 import { DependencyError } from '../ingest/errors';
 import { ClockState, PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
-import { groupId, groupKafkaKey } from './group-id';
-import { capValue } from './cap-value';
+import { DetectorRecord, PreAggregator } from './pre-aggregate';
 
-/** One decoded record of the keyed topic. */
-export interface DetectorRecord {
-  offset: number;
-  eventTime: number;
-  group: GroupKey;
-  record: AuditRecord;
-}
+export type { DetectorRecord };
 
 /** Publishes alerts; resolves once every alert is acknowledged by the broker. */
 export interface AlertSink {
@@ -178,7 +169,7 @@ const EVAL_CHUNK = 2000;
 export class Detector {
   private readonly partitions = new Map<number, PartitionState>();
   private committed = new Map<number, CommittedPosition>();
-  private readonly trackedReaders;
+  private readonly preAggregator: PreAggregator;
 
   constructor(
     private readonly plan: CompiledPlan,
@@ -187,7 +178,7 @@ export class Detector {
     private readonly opts: DetectorOptions,
     private readonly events: Partial<DetectorEvents> = {},
   ) {
-    this.trackedReaders = plan.fields.map((f) => ({ index: f.index, read: f.accessor.read }));
+    this.preAggregator = new PreAggregator(plan.fields, plan.plan.window.hopMs);
   }
 
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
@@ -266,6 +257,16 @@ export class Detector {
     return seek;
   }
 
+  /**
+   * A rebuild's replay keeps records of panes that some unevaluated window reads, and of the pane
+   * that just left (its groups are candidates of the next window): panes from this start on.
+   */
+  private keepReplayedFrom(ps: PartitionState): number | null {
+    const { lastClosed } = ps.clock.snapshot();
+    const { sizeMs: W, hopMs: P } = this.plan.plan.window;
+    return lastClosed === null ? null : lastClosed - W;
+  }
+
   /** The oldest offset a rebuild must replay from: the first record of the oldest live pane. */
   private replayFrom(ps: PartitionState): number | null {
     let from: number | null = null;
@@ -336,56 +337,11 @@ export class Detector {
       if (seek !== null) return { applied: 0, late: 0, replayed: 0, seek };
     }
     const generation = this.state.generation();
-    const { sizeMs: W, hopMs: hop } = this.plan.plan.window;
-    const lastClosed = ps.clock.snapshot().lastClosed;
     const rebuildUntil = ps.rebuildUntil;
-    const now = this.opts.now();
-    const deltas = new Map<string, PaneDelta>();
-    const activeByPane = new Map<number, Set<string>>();
-    const newPanes = new Map<number, number>();
-    const gids = new Map<string, string>();
-    let late = 0;
-    let replayed = 0;
-    for (const r of records) {
-      const replay = rebuildUntil !== null && r.offset < rebuildUntil;
-      if (replay) {
-        replayed++;
-        // A rebuild needs every pane some unevaluated window reads, and the pane that just left
-        // (its groups are candidates of the next window).
-        if (lastClosed !== null && paneStart(r.eventTime, hop) + W + hop <= lastClosed) continue;
-      } else if (ps.clock.isLate(r.eventTime)) {
-        late++;
-        continue;
-      } else {
-        ps.clock.observe(r.eventTime, now);
-      }
-      const pane = paneStart(r.eventTime, hop);
-      const kafkaKey = groupKafkaKey(r.group);
-      let gid = gids.get(kafkaKey);
-      if (gid === undefined) gids.set(kafkaKey, (gid = groupId(kafkaKey)));
-      const deltaKey = `${gid}|${pane}`;
-      let d = deltas.get(deltaKey);
-      if (d === undefined) {
-        d = { gid, groupKey: r.group, pane, count: 0, minOffset: r.offset, maxOffset: r.offset, offsets: [], members: new Map() };
-        deltas.set(deltaKey, d);
-        let active = activeByPane.get(pane);
-        if (active === undefined) activeByPane.set(pane, (active = new Set()));
-        active.add(gid);
-      }
-      if (!ps.panes.has(pane) && !newPanes.has(pane)) newPanes.set(pane, r.offset);
-      d.count++;
-      d.offsets.push(r.offset);
-      if (r.offset < d.minOffset) d.minOffset = r.offset;
-      if (r.offset > d.maxOffset) d.maxOffset = r.offset;
-      for (const t of this.trackedReaders) {
-        const values = t.read(r.record);
-        if (values.length === 0) continue;
-        let set = d.members.get(t.index);
-        if (set === undefined) d.members.set(t.index, (set = new Set()));
-        for (const v of values) set.add(capValue(String(v)));
-      }
-    }
-    await this.state.applyBatch(partition, [...deltas.values()], activeByPane, ps.clock.snapshot().streamTime, newPanes);
+    const { deltas, activeByPane, newPanes, late, replayed } = this.preAggregator.run(records, ps.clock, this.opts.now(), {
+      knownPanes: ps.panes, rebuildUntil, keepReplayedFrom: this.keepReplayedFrom(ps),
+    });
+    await this.state.applyBatch(partition, deltas, activeByPane, ps.clock.snapshot().streamTime, newPanes);
     // The batch went to the server verified at its start; if the connection dropped meanwhile,
     // it may have gone to another one: fail the batch, so it is redelivered and verified again.
     if (this.state.generation() !== generation) throw new DependencyError('redis', 'redis connection changed during the batch');

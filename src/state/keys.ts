@@ -14,19 +14,17 @@ export class KeyBuilder {
     return `${this.prefix}:{${this.ruleKey}:p${partition}}`;
   }
 
-  /** HASH n (count), o (last applied offset), k (group key JSON), x (pruned), c<i>/h<i> (HLL switch). */
-  paneHash(gid: string, pane: number): string {
-    return `${this.group(gid)}:${pane}`;
-  }
-
-  /** SET of "<field index>:<value>" members of one pane. */
-  paneSet(gid: string, pane: number): string {
-    return `${this.group(gid)}:${pane}:s`;
+  /**
+   * STRING: the pane record of one group (count, last applied offset, group key, values; format
+   * in updatePane-N.lua). The pane start is written in base 36 to keep every key short.
+   */
+  paneRecord(gid: string, pane: number): string {
+    return `${this.group(gid)}:${pane.toString(36)}`;
   }
 
   /** HyperLogLog of one field of one pane, once it passed the exact threshold. */
   paneHll(gid: string, pane: number, field: number): string {
-    return `${this.group(gid)}:${pane}:h${field}`;
+    return `${this.group(gid)}:${pane.toString(36)}:h${field}`;
   }
 
   /** Scratch key for merging exact sets with HyperLogLogs during one evaluation. */

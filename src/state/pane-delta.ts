@@ -3,7 +3,8 @@ import { GroupKey } from '../detect/compiled-plan';
 /** What one batch adds to one (group, pane): pre-aggregated so each costs one Lua call. */
 export interface PaneDelta {
   gid: string;
-  groupKey: GroupKey;
+  /** The group key as JSON (groupKafkaKey), stored with the pane for the alert. */
+  groupKeyJson: string;
   pane: number;
   count: number;
   minOffset: number;
@@ -22,22 +23,84 @@ export interface UpdatePaneParams {
   switchable: number[];
 }
 
+/**
+ * A pane record (one Redis STRING per (group, pane), see updatePane-N.lua) is a header line
+ * `<count> <last offset>[ x][ h<i>,<j>...]\n` followed by entries: one byte field code, the value's
+ * UTF-8 length (one byte below 128, else two bytes: 128 + high, low), the value. Field code 255
+ * holds the group key. Entries are canonical, so equal bytes mean equal (field, value).
+ */
+export const GROUP_KEY_CODE = 255;
+/** Field indexes must fit the one-byte code below GROUP_KEY_CODE. */
+export const MAX_FIELD_CODE = 254;
+/** Longest value an entry can hold; capValue keeps stored values far below it (<= 3 KiB). */
+export const MAX_ENTRY_BYTES = 0x7fff;
+
+/** Appends the entry for (code, value) to out at pos; returns the new position. */
+function writeEntry(out: Buffer, pos: number, code: number, value: string, bytes: number): number {
+  out[pos++] = code;
+  if (bytes < 128) {
+    out[pos++] = bytes;
+  } else {
+    out[pos++] = 128 + (bytes >> 8);
+    out[pos++] = bytes & 0xff;
+  }
+  return pos + out.write(value, pos, 'utf8');
+}
+
+/** Encodes entries (code, value) into one buffer, the group key first when given. */
+export function encodeEntries(members: Iterable<[number, Iterable<string>]>, groupKeyJson: string | null): Buffer {
+  const items: Array<[number, string, number]> = [];
+  let size = 0;
+  const add = (code: number, v: string): void => {
+    const b = Buffer.byteLength(v, 'utf8');
+    if (b > MAX_ENTRY_BYTES) throw new Error(`value of field ${code} is ${b} bytes; a pane entry holds at most ${MAX_ENTRY_BYTES}`);
+    items.push([code, v, b]);
+    size += b + (b < 128 ? 2 : 3);
+  };
+  if (groupKeyJson !== null) add(GROUP_KEY_CODE, groupKeyJson);
+  for (const [code, values] of members) {
+    if (code < 0 || code > MAX_FIELD_CODE) throw new Error(`field index ${code} does not fit a pane entry code`);
+    for (const v of values) add(code, v);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (const [code, v, b] of items) pos = writeEntry(out, pos, code, v, b);
+  return out;
+}
+
+/** Decodes entries; calls fn(code, value) for each. Throws on a truncated buffer. */
+export function decodeEntries(buf: Buffer, start: number, fn: (code: number, value: string) => void): void {
+  let pos = start;
+  while (pos < buf.length) {
+    const code = buf[pos];
+    let len = buf[pos + 1];
+    let from = pos + 2;
+    if (len >= 128) {
+      len = (len - 128) * 256 + buf[pos + 2];
+      from = pos + 3;
+    }
+    const to = from + len;
+    if (Number.isNaN(len) || to > buf.length) throw new Error('pane record: truncated entry');
+    fn(code, buf.toString('utf8', from, to));
+    pos = to;
+  }
+}
+
 /** Builds KEYS and ARGV of updatePane-N.lua (pure). */
 export function buildUpdatePaneArgs(
-  keys: { hash: string; set: string; hll: (field: number) => string },
+  keys: { record: string; hll: (field: number) => string },
   delta: PaneDelta,
   params: UpdatePaneParams,
   withOffsets: boolean,
-): { keys: string[]; args: Array<string | number> } {
-  const keyList = [keys.hash, keys.set];
-  const hllPos = new Map<number, number>();
-  for (const f of params.switchable) {
-    keyList.push(keys.hll(f));
-    hllPos.set(f, keyList.length);
-  }
-  const args: Array<string | number> = [
-    delta.count, delta.minOffset, delta.maxOffset, params.ttlSeconds, params.pruneAt,
-    params.exactThreshold, JSON.stringify(delta.groupKey),
+): { keys: string[]; args: Array<string | number | Buffer> } {
+  const keyList = [keys.record];
+  for (const f of params.switchable) keyList.push(keys.hll(f));
+  // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
+  const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
+  const entries = prunes ? Buffer.alloc(0) : encodeEntries(delta.members, delta.groupKeyJson);
+  const args: Array<string | number | Buffer> = [
+    delta.count, delta.minOffset, delta.maxOffset, params.ttlSeconds, params.pruneAt, params.exactThreshold,
+    Buffer.from(params.switchable), entries,
   ];
   if (withOffsets) {
     args.push(delta.offsets.length);
@@ -45,29 +108,24 @@ export function buildUpdatePaneArgs(
   } else {
     args.push(0);
   }
-  // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
-  const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
-  const fields = prunes ? [] : [...delta.members.entries()].filter(([, set]) => set.size > 0);
-  args.push(fields.length);
-  for (const [idx, set] of fields) {
-    args.push(idx, hllPos.get(idx) ?? 0, set.size);
-    for (const v of set) args.push(`${idx}:${v}`);
-  }
   return { keys: keyList, args };
 }
 
 /** Builds KEYS and ARGV of evalWindow-N.lua (pure). */
 export function buildEvalWindowArgs(
-  keys: { hash: (pane: number) => string; set: (pane: number) => string; hll: (pane: number, field: number) => string; scratch: string },
+  keys: { record: (pane: number) => string; hll: (pane: number, field: number) => string; scratch: string },
   panes: number[],
   switchable: number[],
+  distinct: number[],
   mode: 'c' | 'v',
-): { keys: string[]; args: Array<string | number> } {
+): { keys: string[]; args: Array<string | number | Buffer> } {
   const keyList: string[] = [];
-  for (const p of panes) keyList.push(keys.hash(p), keys.set(p));
-  for (const f of switchable) for (const p of panes) keyList.push(keys.hll(p, f));
-  keyList.push(keys.scratch);
-  return { keys: keyList, args: [panes.length, mode, switchable.length, ...switchable] };
+  for (const p of panes) keyList.push(keys.record(p));
+  if (mode === 'c') {
+    for (const f of switchable) for (const p of panes) keyList.push(keys.hll(p, f));
+    keyList.push(keys.scratch);
+  }
+  return { keys: keyList, args: [panes.length, mode, Buffer.from(switchable), Buffer.from(distinct)] };
 }
 
 /** Parses evalWindow's mode 'c' reply. */
@@ -78,18 +136,30 @@ export function parseCountsReply(reply: unknown): { count: number; pruned: boole
   return { count: Number(reply[0]), pruned: Number(reply[1]) === 1, distinct };
 }
 
-/** Parses evalWindow's mode 'v' reply into the group key and members per field. */
+/**
+ * Parses evalWindow's mode 'v' reply (the window's pane records, as Buffers, null when absent)
+ * into the group key and the union of the members per field.
+ */
 export function parseValuesReply(reply: unknown): { groupKey: GroupKey | null; members: Map<number, string[]> } {
-  if (!Array.isArray(reply) || reply.length < 1) throw new Error(`evalWindow: unexpected reply ${JSON.stringify(reply)}`);
-  const groupKey = typeof reply[0] === 'string' ? (JSON.parse(reply[0]) as GroupKey) : null;
-  const members = new Map<number, string[]>();
-  for (let i = 1; i < reply.length; i++) {
-    const m = String(reply[i]);
-    const colon = m.indexOf(':');
-    const idx = Number(m.slice(0, colon));
-    let list = members.get(idx);
-    if (list === undefined) members.set(idx, (list = []));
-    list.push(m.slice(colon + 1));
+  if (!Array.isArray(reply)) throw new Error(`evalWindow: unexpected reply ${JSON.stringify(reply)}`);
+  let groupKey: GroupKey | null = null;
+  const sets = new Map<number, Set<string>>();
+  for (const rec of reply) {
+    if (rec === null) continue;
+    if (!Buffer.isBuffer(rec)) throw new Error(`evalWindow: pane record is not a buffer: ${JSON.stringify(rec)}`);
+    const nl = rec.indexOf(10);
+    if (nl < 0) throw new Error('pane record: no header');
+    decodeEntries(rec, nl + 1, (code, value) => {
+      if (code === GROUP_KEY_CODE) {
+        if (groupKey === null) groupKey = JSON.parse(value) as GroupKey;
+        return;
+      }
+      let set = sets.get(code);
+      if (set === undefined) sets.set(code, (set = new Set()));
+      set.add(value);
+    });
   }
+  const members = new Map<number, string[]>();
+  for (const [code, set] of sets) members.set(code, [...set]);
   return { groupKey, members };
 }

@@ -5,7 +5,7 @@ import { ClockState } from '../window/partition-clock';
 import { CommitInput, DetectorState, PartitionRestore, PartitionSnapshot, WindowRef, WindowValues } from './detector-state';
 import { panesOfWindow } from '../window/panes';
 import { KeyBuilder } from './keys';
-import { PaneDelta, UpdatePaneParams, buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply } from './pane-delta';
+import { MAX_FIELD_CODE, PaneDelta, UpdatePaneParams, buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply } from './pane-delta';
 import { registerScripts } from './scripts';
 
 /**
@@ -16,6 +16,7 @@ export class RedisState implements DetectorState {
   private readonly update: UpdatePaneParams;
   private readonly switchable: number[];
   private readonly connection: { closes: number };
+  private readonly distinct: number[];
 
   constructor(
     private readonly redis: Redis,
@@ -26,7 +27,9 @@ export class RedisState implements DetectorState {
   ) {
     registerScripts(redis);
     this.connection = connectionCounter(redis);
+    if (plan.fields.length > MAX_FIELD_CODE + 1) throw new Error(`rule ${plan.id}: at most ${MAX_FIELD_CODE + 1} tracked fields fit a pane record`);
     this.switchable = plan.fields.filter((f) => f.needDistinct && !f.needValues).map((f) => f.index);
+    this.distinct = plan.fields.filter((f) => f.needDistinct).map((f) => f.index);
     this.update = { ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable };
   }
 
@@ -75,10 +78,10 @@ export class RedisState implements DetectorState {
 
   private queueUpdate(pipe: ChainableCommander, d: PaneDelta, withOffsets: boolean): void {
     const { keys, args } = buildUpdatePaneArgs(
-      { hash: this.keys.paneHash(d.gid, d.pane), set: this.keys.paneSet(d.gid, d.pane), hll: (f) => this.keys.paneHll(d.gid, d.pane, f) },
+      { record: this.keys.paneRecord(d.gid, d.pane), hll: (f) => this.keys.paneHll(d.gid, d.pane, f) },
       d, this.update, withOffsets,
     );
-    pipe.kadeUpdatePaneV1(keys.length, ...keys, ...args);
+    pipe.kadeUpdatePaneV2(keys.length, ...keys, ...args);
   }
 
   async loadPartition(partition: number): Promise<PartitionSnapshot> {
@@ -144,12 +147,13 @@ export class RedisState implements DetectorState {
   private queueEval(pipe: ChainableCommander, w: WindowRef, mode: 'c' | 'v'): void {
     const panes = panesOfWindow(w.end, this.plan.plan.window);
     const { keys, args } = buildEvalWindowArgs({
-      hash: (p) => this.keys.paneHash(w.gid, p),
-      set: (p) => this.keys.paneSet(w.gid, p),
+      record: (p) => this.keys.paneRecord(w.gid, p),
       hll: (p, f) => this.keys.paneHll(w.gid, p, f),
       scratch: this.keys.scratch(w.gid),
-    }, panes, this.switchable, mode);
-    pipe.kadeEvalWindowV1(keys.length, ...keys, ...args);
+    }, panes, this.switchable, this.distinct, mode);
+    // Pane records are binary: values mode reads them as Buffers.
+    if (mode === 'v') pipe.kadeEvalWindowV2Buffer(keys.length, ...keys, ...args);
+    else pipe.kadeEvalWindowV2(keys.length, ...keys, ...args);
   }
 
   /**

@@ -8,14 +8,15 @@ import { packageRoot } from '../util/package-root';
  * script's contract changes so a mixed-version fleet never runs a script it does not expect).
  */
 export const SCRIPTS = {
-  kadeUpdatePaneV1: 'updatePane-N.lua',
-  kadeEvalWindowV1: 'evalWindow-N.lua',
+  kadeUpdatePaneV2: 'updatePane-N.lua',
+  kadeEvalWindowV2: 'evalWindow-N.lua',
 } as const;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    kadeUpdatePaneV1(numKeys: number, ...keysAndArgs: Array<string | number>): Result<[number, number], Context>;
-    kadeEvalWindowV1(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
+    kadeUpdatePaneV2(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<[number, number], Context>;
+    kadeEvalWindowV2(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
+    kadeEvalWindowV2Buffer(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
   }
 }
 

@@ -40,7 +40,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
 
   const delta = (over: Partial<PaneDelta> & { uris?: string[]; decisions?: string[] }): PaneDelta => ({
     gid: over.gid ?? 'g1',
-    groupKey: over.groupKey ?? ['mallory', '203.0.113.9'],
+    groupKeyJson: over.groupKeyJson ?? '["mallory","203.0.113.9"]',
     pane: over.pane ?? T0,
     count: over.count ?? over.offsets?.length ?? 1,
     minOffset: over.minOffset ?? Math.min(...(over.offsets ?? [0])),
@@ -98,7 +98,8 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     assert.equal(agg.pruned, true);
     assert.equal(agg.count, 75);
     const keys = new KeyBuilder(prefix, plan.plan.stateKey);
-    assert.equal(await redis.exists(keys.paneSet('g1', T0)), 0, 'the pane set is gone');
+    const rec = await redis.getBuffer(keys.paneRecord('g1', T0));
+    assert.equal(rec?.toString(), '75 100 x\n', 'only the header of the pruned pane is left');
     assert.equal(plan.matches(agg), false);
   });
 

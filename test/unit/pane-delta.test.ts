@@ -1,50 +1,89 @@
 import assert from 'node:assert/strict';
-import { buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply, PaneDelta } from '../../src/state/pane-delta';
+import {
+  GROUP_KEY_CODE, PaneDelta, buildEvalWindowArgs, buildUpdatePaneArgs, decodeEntries, encodeEntries, parseCountsReply, parseValuesReply,
+} from '../../src/state/pane-delta';
 
-const keys = { hash: 'h', set: 's', hll: (f: number) => `hll${f}` };
+const keys = { record: 'r', hll: (f: number) => `hll${f}` };
 
 function delta(count: number): PaneDelta {
   return {
-    gid: 'g', groupKey: ['alice', null], pane: 60_000, count, minOffset: 10, maxOffset: 12, offsets: [10, 12],
+    gid: 'g', groupKeyJson: '["alice",null]', pane: 60_000, count, minOffset: 10, maxOffset: 12, offsets: [10, 12],
     members: new Map([[0, new Set(['allow', 'forbid'])], [1, new Set(['get'])]]),
   };
 }
 
-describe('Lua argument builders', () => {
-  it('builds updatePane KEYS with one HyperLogLog key per switchable field', () => {
+function decodeAll(buf: Buffer): Array<[number, string]> {
+  const out: Array<[number, string]> = [];
+  decodeEntries(buf, 0, (c, v) => out.push([c, v]));
+  return out;
+}
+
+describe('Lua argument builders and the pane record encoding', () => {
+  it('encodes entries as code, length, UTF-8 bytes (two length bytes from 128 bytes on)', () => {
+    const long = 'x'.repeat(127) + 'é'; // 129 bytes
+    const buf = encodeEntries(new Map([[3, new Set(['ab', long, ''])]]), '["k"]');
+    assert.deepEqual([...buf.subarray(0, 2)], [GROUP_KEY_CODE, 5]);
+    assert.deepEqual([...buf.subarray(7, 11)], [3, 2, 0x61, 0x62]);
+    assert.deepEqual([...buf.subarray(11, 14)], [3, 128, 129]);
+    assert.equal(buf.length, 7 + 4 + 3 + 129 + 2);
+    assert.deepEqual(decodeAll(buf), [[GROUP_KEY_CODE, '["k"]'], [3, 'ab'], [3, long], [3, '']]);
+  });
+
+  it('round-trips values up to the entry bound and rejects longer ones', () => {
+    const max = 'y'.repeat(0x7fff);
+    assert.deepEqual(decodeAll(encodeEntries([[7, [max, '日本']]], null)), [[7, max], [7, '日本']]);
+    assert.throws(() => encodeEntries([[7, ['z'.repeat(0x8000)]]], null), /at most 32767/);
+    assert.throws(() => encodeEntries([[255, ['a']]], null), /does not fit/);
+    assert.throws(() => decodeEntries(Buffer.from([1, 5, 0x61]), 0, () => undefined), /truncated/);
+  });
+
+  it('builds updatePane KEYS with one HyperLogLog key per switchable field and the delta as one buffer', () => {
     const { keys: k, args } = buildUpdatePaneArgs(keys, delta(2), { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] }, false);
-    assert.deepEqual(k, ['h', 's', 'hll0']);
-    assert.deepEqual(args, [2, 10, 12, 600, 75, 3000, '["alice",null]', 0, 2, 0, 3, 2, '0:allow', '0:forbid', 1, 0, 1, '1:get']);
+    assert.deepEqual(k, ['r', 'hll0']);
+    assert.deepEqual(args.slice(0, 6), [2, 10, 12, 600, 75, 3000]);
+    assert.deepEqual([...(args[6] as Buffer)], [0]);
+    assert.deepEqual(decodeAll(args[7] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
+    assert.deepEqual(args.slice(8), [0]);
   });
 
   it('sends the offsets only when resolving a partial replay', () => {
     const { args } = buildUpdatePaneArgs(keys, delta(2), { ttlSeconds: 600, pruneAt: 0, exactThreshold: 3000, switchable: [] }, true);
-    assert.deepEqual(args.slice(7, 10), [2, 10, 12]);
+    assert.deepEqual(args.slice(8), [2, 10, 12]);
   });
 
-  it('sends no members for a delta that alone reaches the prune bound', () => {
+  it('sends no entries for a delta that alone reaches the prune bound', () => {
     const { args } = buildUpdatePaneArgs(keys, delta(75), { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [] }, false);
-    assert.equal(args[args.length - 1], 0);
-    assert.equal(args.length, 9);
+    assert.equal((args[7] as Buffer).length, 0);
+    assert.deepEqual(args.slice(8), [0]);
   });
 
-  it('builds evalWindow KEYS pane by pane, then HyperLogLogs per field, then the scratch key', () => {
-    const { keys: k, args } = buildEvalWindowArgs({
-      hash: (p) => `h${p}`, set: (p) => `s${p}`, hll: (p, f) => `l${f}.${p}`, scratch: 'tmp',
-    }, [1, 2], [3], 'c');
-    assert.deepEqual(k, ['h1', 's1', 'h2', 's2', 'l3.1', 'l3.2', 'tmp']);
-    assert.deepEqual(args, [2, 'c', 1, 3]);
+  it('builds evalWindow KEYS pane by pane, then (counts only) HyperLogLogs per field and the scratch key', () => {
+    const k = { record: (p: number) => `r${p}`, hll: (p: number, f: number) => `l${f}.${p}`, scratch: 'tmp' };
+    const c = buildEvalWindowArgs(k, [1, 2], [3], [3, 4], 'c');
+    assert.deepEqual(c.keys, ['r1', 'r2', 'l3.1', 'l3.2', 'tmp']);
+    assert.deepEqual(c.args.slice(0, 2), [2, 'c']);
+    assert.deepEqual([...(c.args[2] as Buffer)], [3]);
+    assert.deepEqual([...(c.args[3] as Buffer)], [3, 4]);
+    assert.deepEqual(buildEvalWindowArgs(k, [1, 2], [3], [3, 4], 'v').keys, ['r1', 'r2']);
   });
 
-  it('parses the replies', () => {
+  it('parses the replies; values are the union over the pane records', () => {
     const c = parseCountsReply([40, 0, 0, 2, 3, 7]);
     assert.equal(c.count, 40);
     assert.equal(c.pruned, false);
     assert.deepEqual([...c.distinct], [[0, 2], [3, 7]]);
-    const v = parseValuesReply(['["bob","::1"]', '0:allow', '2:/api/v1:x', '0:forbid']);
+    const rec = (head: string, members: Array<[number, string[]]>, key: string | null): Buffer =>
+      Buffer.concat([Buffer.from(`${head}\n`), encodeEntries(members, key)]);
+    const v = parseValuesReply([
+      null,
+      rec('3 17', [[0, ['allow']], [2, ['/api/v1:x']]], '["bob","::1"]'),
+      rec('2 19', [[0, ['forbid', 'allow']]], '["bob","::1"]'),
+    ]);
     assert.deepEqual(v.groupKey, ['bob', '::1']);
     assert.deepEqual(v.members.get(0), ['allow', 'forbid']);
-    assert.deepEqual(v.members.get(2), ['/api/v1:x'], 'only the first colon separates the field index');
+    assert.deepEqual(v.members.get(2), ['/api/v1:x']);
+    assert.equal(parseValuesReply([null, rec('80 3 x', [], null)]).groupKey, null, 'a pruned pane has no group key');
     assert.throws(() => parseCountsReply('nope'), /unexpected reply/);
+    assert.throws(() => parseValuesReply(['12 3\n']), /not a buffer/);
   });
 });

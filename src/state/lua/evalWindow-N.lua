@@ -1,82 +1,110 @@
 --[[
   Reads the aggregates of one group over one window (the union of its panes).
 
-  KEYS[1 .. 2p]        per pane, oldest first: pane hash, pane set
-  KEYS[2p+1 .. 2p+h*p] per switchable field, per pane: the pane's HyperLogLog of that field
-  KEYS[last]           scratch key (same hash tag) for merging exact members into a HyperLogLog
+  KEYS[1 .. p]          pane records, oldest first (format: updatePane-N.lua)
+  mode 'c' only:
+  KEYS[p+1 .. p+h*p]    per switchable field, per pane: the pane's HyperLogLog of that field
+  KEYS[last]            scratch key (same hash tag) for merging exact values into a HyperLogLog
 
   ARGV[1]   p: number of panes
   ARGV[2]   mode: 'c' counts, 'v' values
-  ARGV[3]   h: number of switchable fields, followed by their field indexes
+  ARGV[3]   switchable field codes, one byte each (h = its length)
+  ARGV[4]   codes of the fields read by count_distinct, one byte each
 
-  Returns, mode 'c': { count, pruned (0/1), then pairs field index, distinct count } for every
-  field with members or a HyperLogLog; mode 'v': { group key or false, members of the union }.
+  Returns, mode 'c': { count, pruned (0/1), then pairs field code, distinct count } for every
+  distinct field with values or a HyperLogLog; mode 'v': the pane records (false when absent),
+  which the caller decodes and unions (values() is read only for alerts).
   A window holding a pruned pane returns { count, 1 } at once: it can never match.
 ]]
 local p = tonumber(ARGV[1])
 local mode = ARGV[2]
-local h = tonumber(ARGV[3])
 
 if mode == 'v' then
-  local key = false
-  for i = 1, p do
-    local k = redis.call('HGET', KEYS[2 * i - 1], 'k')
-    if k then key = k break end
-  end
-  local sets = {}
-  for i = 1, p do sets[i] = KEYS[2 * i] end
-  local members = redis.call('SUNION', unpack(sets))
-  table.insert(members, 1, key)
-  return members
+  local out = {}
+  for i = 1, p do out[i] = redis.call('GET', KEYS[i]) end
+  return out
 end
+
+local switchable, distinctCodes = ARGV[3], ARGV[4]
+local isDistinct, hllIndex = {}, {}
+for i = 1, #distinctCodes do isDistinct[string.byte(distinctCodes, i)] = true end
+for j = 1, #switchable do hllIndex[string.byte(switchable, j)] = j end
 
 local count = 0
+local bodies = {}
+-- anySwitched[j] = list of HyperLogLog keys of field j that hold values
+local hllKeys = {}
 for i = 1, p do
-  local hash = KEYS[2 * i - 1]
-  local v = redis.call('HMGET', hash, 'n', 'x')
-  if v[2] == '1' then return { count + tonumber(v[1] or '0'), 1 } end
-  count = count + tonumber(v[1] or '0')
+  local rec = redis.call('GET', KEYS[i])
+  if rec then
+    local nl = string.find(rec, '\n', 1, true)
+    local c, rest = string.match(string.sub(rec, 1, nl - 1), '^(%d+) %-?%d+(.*)$')
+    count = count + tonumber(c)
+    if string.find(rest, ' x', 1, true) then return { count, 1 } end
+    local h = string.match(rest, ' h([%d,]+)')
+    if h then
+      for code in string.gmatch(h, '%d+') do
+        local j = hllIndex[tonumber(code)]
+        if j then
+          local list = hllKeys[j] or {}
+          list[#list + 1] = KEYS[p + (j - 1) * p + i]
+          hllKeys[j] = list
+        end
+      end
+    end
+    bodies[#bodies + 1] = string.sub(rec, nl + 1)
+  end
 end
 
-local sets = {}
-for i = 1, p do sets[i] = KEYS[2 * i] end
-local distinct = {}
-local members = redis.call('SUNION', unpack(sets))
-for _, member in ipairs(members) do
-  local colon = string.find(member, ':', 1, true)
-  local idx = string.sub(member, 1, colon - 1)
-  distinct[idx] = (distinct[idx] or 0) + 1
+local seen, distinct, exactValues = {}, {}, {}
+for _, body in ipairs(bodies) do
+  local pos, len = 1, #body
+  while pos <= len do
+    local code = string.byte(body, pos)
+    local l = string.byte(body, pos + 1)
+    local start = pos + 2
+    if l >= 128 then
+      l = (l - 128) * 256 + string.byte(body, pos + 2)
+      start = pos + 3
+    end
+    local stop = start + l - 1
+    if isDistinct[code] then
+      local entry = string.sub(body, pos, stop)
+      if not seen[entry] then
+        seen[entry] = true
+        distinct[code] = (distinct[code] or 0) + 1
+        if hllIndex[code] then
+          local list = exactValues[code] or {}
+          list[#list + 1] = string.sub(body, start, stop)
+          exactValues[code] = list
+        end
+      end
+    end
+    pos = stop + 1
+  end
 end
 
 local scratch = KEYS[#KEYS]
-for j = 1, h do
-  local idx = ARGV[3 + j]
-  local hlls = {}
-  for i = 1, p do
-    local hll = KEYS[2 * p + (j - 1) * p + i]
-    if redis.call('EXISTS', hll) == 1 then hlls[#hlls + 1] = hll end
-  end
-  if #hlls > 0 then
-    -- Some pane switched: estimate over the exact members of the others plus the HyperLogLogs.
+for j = 1, #switchable do
+  local hlls = hllKeys[j]
+  if hlls then
+    -- Some pane switched: estimate over the exact values of the others plus the HyperLogLogs.
+    local code = string.byte(switchable, j)
+    local exact = exactValues[code] or {}
     redis.call('DEL', scratch)
-    local prefix = idx .. ':'
-    local exact = {}
-    for _, member in ipairs(members) do
-      if string.sub(member, 1, #prefix) == prefix then exact[#exact + 1] = member end
-    end
     redis.call('PFADD', scratch)
     for i = 1, #exact, 1000 do
       redis.call('PFADD', scratch, unpack(exact, i, math.min(i + 999, #exact)))
     end
     redis.call('PFMERGE', scratch, scratch, unpack(hlls))
-    distinct[idx] = redis.call('PFCOUNT', scratch)
+    distinct[code] = redis.call('PFCOUNT', scratch)
     redis.call('DEL', scratch)
   end
 end
 
 local out = { count, 0 }
-for idx, c in pairs(distinct) do
-  out[#out + 1] = tonumber(idx)
+for code, c in pairs(distinct) do
+  out[#out + 1] = code
   out[#out + 1] = c
 end
 return out

@@ -1,0 +1,117 @@
+import { PaneDelta } from '../state/pane-delta';
+import { PartitionClock } from '../window/partition-clock';
+import { paneStart } from '../window/panes';
+import { AuditRecord } from '../ingest/audit-record';
+import { GroupKey, TrackedField } from './compiled-plan';
+import { capValue } from './cap-value';
+import { groupId, groupKafkaKey } from './group-id';
+
+/** One decoded record of the keyed topic. */
+export interface DetectorRecord {
+  offset: number;
+  eventTime: number;
+  group: GroupKey;
+  record: AuditRecord;
+  /** The record's Kafka key, which the router sets to groupKafkaKey(group); computed when absent. */
+  kafkaKey?: string;
+}
+
+export interface PreAggregated {
+  deltas: PaneDelta[];
+  /** Group ids active in each pane of the batch. */
+  activeByPane: Map<number, Set<string>>;
+  /** Panes not in knownPanes -> offset of their first record in this batch. */
+  newPanes: Map<number, number>;
+  late: number;
+  /** Records of a rebuild's replay (offset below rebuildUntil): never late, never moving stream time. */
+  replayed: number;
+}
+
+export interface PreAggregateOptions {
+  /** Panes the partition already has: a pane outside it is new, and its first offset is noted. */
+  knownPanes?: ReadonlySet<number>;
+  /** Offsets below this are the replay of a rebuild, or null. */
+  rebuildUntil?: number | null;
+  /** During a replay, records of panes starting before this are skipped (null: keep all). */
+  keepReplayedFrom?: number | null;
+}
+
+interface GroupEntry {
+  gid: string;
+  panes: Map<number, PaneDelta>;
+}
+
+/** Bound of the group id cache (ids are a SHA-1 each: worth keeping across batches). */
+const GID_CACHE_MAX = 200_000;
+
+/**
+ * The detector's per-record hot loop: drops late records, advances stream time, and folds the
+ * batch into one delta per (group, pane) with the distinct (capped) values of each tracked field.
+ */
+export class PreAggregator {
+  private readonly readers: Array<{ index: number; read: TrackedField['accessor']['read'] }>;
+  private readonly gids = new Map<string, string>();
+
+  constructor(fields: TrackedField[], private readonly hopMs: number) {
+    this.readers = fields.map((f) => ({ index: f.index, read: f.accessor.read }));
+  }
+
+  private gidOf(kafkaKey: string): string {
+    let gid = this.gids.get(kafkaKey);
+    if (gid === undefined) {
+      if (this.gids.size >= GID_CACHE_MAX) this.gids.clear();
+      gid = groupId(kafkaKey);
+      this.gids.set(kafkaKey, gid);
+    }
+    return gid;
+  }
+
+  run(records: DetectorRecord[], clock: PartitionClock, now: number, opts: PreAggregateOptions = {}): PreAggregated {
+    const groups = new Map<string, GroupEntry>();
+    const deltas: PaneDelta[] = [];
+    const activeByPane = new Map<number, Set<string>>();
+    const newPanes = new Map<number, number>();
+    const known = opts.knownPanes;
+    const rebuildUntil = opts.rebuildUntil ?? null;
+    const keepFrom = opts.keepReplayedFrom ?? null;
+    let late = 0;
+    let replayed = 0;
+    for (const r of records) {
+      const pane = paneStart(r.eventTime, this.hopMs);
+      if (rebuildUntil !== null && r.offset < rebuildUntil) {
+        replayed++;
+        if (keepFrom !== null && pane < keepFrom) continue;
+      } else if (clock.isLate(r.eventTime)) {
+        late++;
+        continue;
+      } else {
+        clock.observe(r.eventTime, now);
+      }
+      if (known !== undefined && !known.has(pane) && !newPanes.has(pane)) newPanes.set(pane, r.offset);
+      const kafkaKey = r.kafkaKey ?? groupKafkaKey(r.group);
+      let g = groups.get(kafkaKey);
+      if (g === undefined) groups.set(kafkaKey, (g = { gid: this.gidOf(kafkaKey), panes: new Map() }));
+      let d = g.panes.get(pane);
+      if (d === undefined) {
+        d = { gid: g.gid, groupKeyJson: kafkaKey, pane, count: 0, minOffset: r.offset, maxOffset: r.offset, offsets: [], members: new Map() };
+        g.panes.set(pane, d);
+        deltas.push(d);
+        let active = activeByPane.get(pane);
+        if (active === undefined) activeByPane.set(pane, (active = new Set()));
+        active.add(g.gid);
+      }
+      d.count++;
+      d.offsets.push(r.offset);
+      if (r.offset < d.minOffset) d.minOffset = r.offset;
+      if (r.offset > d.maxOffset) d.maxOffset = r.offset;
+      for (const t of this.readers) {
+        const values = t.read(r.record);
+        if (values.length === 0) continue;
+        let set = d.members.get(t.index);
+        if (set === undefined) d.members.set(t.index, (set = new Set()));
+        for (const v of values) set.add(typeof v === 'string' ? capValue(v) : String(v));
+      }
+    }
+    return { deltas, activeByPane, newPanes, late, replayed };
+  }
+}

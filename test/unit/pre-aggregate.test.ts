@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { DetectorRecord, PreAggregator } from '../../src/detect/pre-aggregate';
+import { groupId, groupKafkaKey } from '../../src/detect/group-id';
+import { MAX_VALUE_CHARS } from '../../src/detect/cap-value';
+import { emptyAuditRecord } from '../../src/ingest/audit-record';
+import { loadRuleFile } from '../../src/rules/load-rules';
+import { packageRoot } from '../../src/util/package-root';
+import { PartitionClock } from '../../src/window/partition-clock';
+
+const MIN = 60_000;
+const T0 = Date.UTC(2026, 0, 5, 10, 0, 0);
+const plan = loadRuleFile(path.join(packageRoot(), 'rules', 'endpoint-permission-enumeration.rule.json'));
+const URI = plan.fields.find((f) => f.accessor.name === 'kubernetes.audit.requestURI')!.index;
+
+function rec(offset: number, t: number, user: string, uri: string, withKey = true): DetectorRecord {
+  const record = emptyAuditRecord('default');
+  record.requestURI = uri;
+  record.user.username = user;
+  const group = [user, '10.0.0.1'];
+  return { offset, eventTime: t, group, record, kafkaKey: withKey ? groupKafkaKey(group) : undefined };
+}
+
+describe('pre-aggregation of a detector batch', () => {
+  it('folds records into one delta per (group, pane) with distinct values, offsets and active groups', () => {
+    const clock = new PartitionClock(plan.plan.window, 30_000, 10_000, { streamTime: null, lastClosed: null, idleWatermark: null }, 0);
+    const agg = new PreAggregator(plan.fields, plan.plan.window.hopMs);
+    const { deltas, activeByPane, late } = agg.run([
+      rec(5, T0 + 1000, 'alice', '/a'),
+      rec(6, T0 + 2000, 'bob', '/a', false),
+      rec(7, T0 + 3000, 'alice', '/a'),
+      rec(8, T0 + MIN + 1, 'alice', '/b'),
+      rec(9, T0 + 4000, 'alice', '/c'),
+    ], clock, 0);
+    assert.equal(late, 0);
+    assert.equal(clock.snapshot().streamTime, T0 + MIN + 1);
+    const alice = groupKafkaKey(['alice', '10.0.0.1']);
+    assert.deepEqual(deltas.map((d) => [d.groupKeyJson, d.pane, d.count, d.minOffset, d.maxOffset, d.offsets]), [
+      [alice, T0, 3, 5, 9, [5, 7, 9]],
+      [groupKafkaKey(['bob', '10.0.0.1']), T0, 1, 6, 6, [6]],
+      [alice, T0 + MIN, 1, 8, 8, [8]],
+    ]);
+    assert.equal(deltas[0].gid, groupId(alice));
+    assert.deepEqual([...(deltas[0].members.get(URI) ?? [])], ['/a', '/c']);
+    assert.deepEqual([...(activeByPane.get(T0) ?? [])], [groupId(alice), groupId(groupKafkaKey(['bob', '10.0.0.1']))]);
+    assert.deepEqual([...(activeByPane.get(T0 + MIN) ?? [])], [groupId(alice)]);
+  });
+
+  it('drops late records and caps long values', () => {
+    const clock = new PartitionClock(plan.plan.window, 30_000, 10_000, { streamTime: T0 + 20 * MIN, lastClosed: T0 + 10 * MIN, idleWatermark: null }, 0);
+    const agg = new PreAggregator(plan.fields, plan.plan.window.hopMs);
+    const long = `/x${'y'.repeat(MAX_VALUE_CHARS)}`;
+    const { deltas, late } = agg.run([rec(1, T0, 'alice', '/a'), rec(2, T0 + 15 * MIN, 'alice', long)], clock, 0);
+    assert.equal(late, 1);
+    assert.equal(deltas.length, 1);
+    const [v] = [...(deltas[0].members.get(URI) ?? [])];
+    assert.ok(v.length < 400 && v.startsWith('/xyyy') && v.includes('sha1:'), v);
+  });
+});
