@@ -13,7 +13,6 @@
  * The kafkajs driver goes through kade's own boundary (createKafka, createProducer, runBatchLoop,
  * PartitionTransactions, sendChunked); the others use each library's own idiom for the same thing.
  */
-import { KafkaJS as Confluent } from '@confluentinc/kafka-javascript';
 import {
   Consumer as PConsumer, FetchIsolationLevels, Message as PMessage, Producer as PProducer, ProduceAcks, compatibilityPartitioner,
 } from '@platformatic/kafka';
@@ -237,9 +236,42 @@ async function platformatic(e: Env): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// @confluentinc/kafka-javascript, its KafkaJS-compatible API (librdkafka underneath)
+// @confluentinc/kafka-javascript, its KafkaJS-compatible API (librdkafka underneath). An optional
+// dependency (a native build that may fail): loaded at run time, typed here by the little it uses,
+// so that kade builds without it.
+
+interface CMessage { key: Buffer | null; value: Buffer | null; headers?: Record<string, unknown> }
+interface CProducer {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  send(r: { topic: string; messages: Array<{ key: Buffer | null; value: Buffer | null; headers?: Record<string, unknown> }> }): Promise<unknown>;
+  transaction(): Promise<CTransaction>;
+}
+interface CTransaction extends Pick<CProducer, 'send'> {
+  sendOffsets(a: { consumer: CConsumer; topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }> }): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+interface CBatchPayload {
+  batch: { topic: string; partition: number; messages: CMessage[]; lastOffset(): string };
+  resolveOffset(offset: string): void;
+  isRunning(): boolean;
+  isStale(): boolean;
+}
+interface CConsumer {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  subscribe(s: { topic: string }): Promise<void>;
+  run(r: { eachBatchAutoResolve: boolean; partitionsConsumedConcurrently: number; eachBatch(p: CBatchPayload): Promise<void> }): Promise<void>;
+}
+interface CKafka {
+  producer(c: Record<string, unknown>): CProducer;
+  consumer(c: Record<string, unknown>): CConsumer;
+}
+interface ConfluentModule { KafkaJS: { Kafka: new (c: Record<string, unknown>) => CKafka; logLevel: Record<string, number> } }
 
 async function confluent(e: Env): Promise<void> {
+  const Confluent = (require('@confluentinc/kafka-javascript') as ConfluentModule).KafkaJS;
   const kafka = new Confluent.Kafka({ kafkaJS: { clientId: `kade-bench-${e.mode}`, brokers: e.brokers, logLevel: Confluent.logLevel.WARN } });
   if (e.mode === 'produce') {
     const producer = kafka.producer({ kafkaJS: { idempotent: true, acks: -1 } });
@@ -268,8 +300,8 @@ async function confluent(e: Env): Promise<void> {
   });
   let records = 0;
   let batches = 0;
-  const producers = new Map<number, Promise<Confluent.Producer>>();
-  const producerFor = (partition: number): Promise<Confluent.Producer> => {
+  const producers = new Map<number, Promise<CProducer>>();
+  const producerFor = (partition: number): Promise<CProducer> => {
     let p = producers.get(partition);
     if (p === undefined) {
       const pr = kafka.producer({ kafkaJS: { transactionalId: `${e.group}-tx-${partition}`, idempotent: true, acks: -1, maxInFlightRequests: 1 } });
