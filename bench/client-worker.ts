@@ -236,8 +236,8 @@ async function platformatic(e: Env): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// @confluentinc/kafka-javascript, its KafkaJS-compatible API (librdkafka underneath). An optional
-// dependency (a native build that may fail): loaded at run time, typed here by the little it uses,
+// @confluentinc/kafka-javascript, its KafkaJS-compatible API (librdkafka underneath). Not a
+// dependency (a native build that fails here without flags, docs/kafka-clients.md): loaded at run time, typed here by the little it uses,
 // so that kade builds without it.
 
 interface CMessage { key: Buffer | null; value: Buffer | null; headers?: Record<string, unknown> }
