@@ -199,6 +199,18 @@ export const schema = {
       default: 10000,
       env: 'KADE_DETECTOR_IDLE_TIMEOUT_MS',
     },
+    flushIntervalMs: {
+      doc: 'Write-behind: pane updates of consecutive batches are folded in memory and written to Redis (and the offsets committed) at most this long after the first; sooner when a window closes, a partition is caught up or maxBufferedRecords is reached. 0: every batch.',
+      format: 'non-negative-int',
+      default: 1000,
+      env: 'KADE_DETECTOR_FLUSH_INTERVAL_MS',
+    },
+    maxBufferedRecords: {
+      doc: 'Records folded in memory per partition before a write to Redis is forced (bounds memory and the replay after a crash).',
+      format: 'positive-int',
+      default: 20000,
+      env: 'KADE_DETECTOR_MAX_BUFFERED_RECORDS',
+    },
     upstreamGroupId: {
       doc: 'Consumer group feeding the keyed topic; idle partitions advance only when it keeps up with the raw topic. Empty: router.groupId; "none": no upstream check.',
       format: String,

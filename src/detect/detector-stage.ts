@@ -36,6 +36,9 @@ export class DetectorStage {
   private upstream: UpstreamBacklog | null = null;
   private assigned: number[] = [];
   private joined = false;
+  /** Per keyed partition: the consumer's position (next offset) and the last one committed. */
+  private readonly positions = new Map<number, number>();
+  private readonly committedAt = new Map<number, number>();
   private readonly checkedKeys = new Map<string, boolean>();
 
   constructor(
@@ -53,6 +56,8 @@ export class DetectorStage {
       this.detectors.set(plan.id, new Detector(plan, state, this.sink, {
         latenessMs: config.detector.latenessMs,
         idleTimeoutMs: config.detector.idleTimeoutMs,
+        flushIntervalMs: config.detector.flushIntervalMs,
+        maxBufferedRecords: config.detector.maxBufferedRecords,
         suppressionMs: config.alerts.suppressionMs,
         now: Date.now,
       }, {
@@ -105,7 +110,13 @@ export class DetectorStage {
     consumer.on(consumer.events.REBALANCING, () => {
       this.joined = false;
       this.metrics.consumerLag.set({ stage: 'detector' }, 0);
-      void this.serial.run(async () => { for (const d of this.detectors.values()) d.reset(); });
+      // Buffered records of partitions about to move are dropped, never committed: their next
+      // owner reads them again from the last commit.
+      void this.serial.run(async () => {
+        for (const d of this.detectors.values()) d.reset();
+        this.positions.clear();
+        this.committedAt.clear();
+      });
     });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.assigned = e.payload.memberAssignment[config.topics.keyed] ?? [];
@@ -141,7 +152,9 @@ export class DetectorStage {
         if (!idle) return;
         const drained = await upstream.drained();
         for (const d of this.detectors.values()) {
-          for (const seek of await d.onTick(drained)) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });
+          const r = await d.onTick(drained);
+          for (const seek of r.seeks) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });
+          for (const c of r.commits) await this.commitIfDurable(consumer, c.partition);
         }
       }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
@@ -183,22 +196,32 @@ export class DetectorStage {
           return;
         }
       }
-      // The offsets commit with each rule's checkpoint, from which a lost Redis is rebuilt.
-      const metas = new Map();
-      for (const [ruleId, d] of this.detectors) {
-        const m = d.checkpointMeta(batch.partition);
-        if (m === null) continue;
-        if (m.dropped !== undefined && m.dropped > 0) {
-          this.log.warn({ partition: batch.partition, rule: ruleId, dropped: m.dropped }, 'checkpoint metadata over budget: oldest suppression anchors left out');
-        }
-        metas.set(ruleId, m);
-      }
-      await consumer.commitOffsets([{
-        topic: batch.topic, partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1), metadata: encodeCheckpoints(metas),
-      }]);
+      this.positions.set(batch.partition, Number(batch.lastOffset()) + 1);
+      await this.commitIfDurable(consumer, batch.partition);
       this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
       this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
     }), { autoCommit: false });
+  }
+
+  /**
+   * Commits a partition's position once every rule has written what it buffered (write-behind),
+   * with each rule's checkpoint in the offset metadata, from which a lost Redis is rebuilt.
+   */
+  private async commitIfDurable(consumer: Consumer, partition: number): Promise<void> {
+    const position = this.positions.get(partition);
+    if (position === undefined || position === this.committedAt.get(partition)) return;
+    for (const d of this.detectors.values()) if (!d.durableFor(partition)) return;
+    const metas = new Map();
+    for (const [ruleId, d] of this.detectors) {
+      const m = d.checkpointMeta(partition);
+      if (m === null) continue;
+      if (m.dropped !== undefined && m.dropped > 0) {
+        this.log.warn({ partition, rule: ruleId, dropped: m.dropped }, 'checkpoint metadata over budget: oldest suppression anchors left out');
+      }
+      metas.set(ruleId, m);
+    }
+    await consumer.commitOffsets([{ topic: this.config.topics.keyed, partition, offset: String(position), metadata: encodeCheckpoints(metas) }]);
+    this.committedAt.set(partition, position);
   }
 
   /** This group's committed offsets on the keyed topic, with the checkpoints stored alongside. */
@@ -243,6 +266,15 @@ export class DetectorStage {
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     await this.upstream?.close();
+    const consumer = this.consumer;
+    if (consumer !== null && this.joined) {
+      // Write what is buffered and commit it, so the next owner has less to read again.
+      await this.serial.run(async () => {
+        const partitions = new Set<number>();
+        for (const d of this.detectors.values()) for (const c of await d.flushAll()) partitions.add(c.partition);
+        for (const p of partitions) await this.commitIfDurable(consumer, p);
+      }).catch((err) => this.log.warn({ err }, 'flushing buffered records at shutdown failed; they will be read again'));
+    }
     await this.consumer?.disconnect();
     await this.serial.run(async () => undefined);
     await this.sink.close();

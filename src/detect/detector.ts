@@ -4,7 +4,7 @@ import { DependencyError } from '../ingest/errors';
 import { ClockState, PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
-import { DetectorRecord, PreAggregator } from './pre-aggregate';
+import { DetectorRecord, PaneBuffer, PreAggregator } from './pre-aggregate';
 
 export type { DetectorRecord };
 
@@ -17,6 +17,13 @@ export interface DetectorOptions {
   latenessMs: number;
   idleTimeoutMs: number;
   suppressionMs: number;
+  /**
+   * Write-behind: pane deltas of consecutive batches are folded in memory and written (and the
+   * offsets committed) at most this long after the first of them, or sooner when a window closes,
+   * the buffer holds maxBufferedRecords, or the partition is caught up. 0: every batch.
+   */
+  flushIntervalMs?: number;
+  maxBufferedRecords?: number;
   /** Wall clock (injected for tests). */
   now: () => number;
 }
@@ -56,6 +63,12 @@ interface PartitionState {
   rebuildUntil: number | null;
   /** A rebuild decided while loading: the consumer must seek here before processing. */
   pendingSeek: number | null;
+  /** Deltas of records processed but not yet written to Redis (write-behind). */
+  buffer: PaneBuffer;
+  /** Wall time the buffer received its first batch. */
+  bufferSince: number;
+  /** The clock as last written to Redis: what a reconnect must find there. */
+  durable: ClockState | null;
 }
 
 export interface BatchResult {
@@ -65,6 +78,8 @@ export interface BatchResult {
   replayed: number;
   /** Set when the consumer must seek this partition here (a rebuild starts) before going on. */
   seek?: number;
+  /** Set when everything before this offset is durable: the caller may commit it. */
+  commit?: number;
 }
 
 /**
@@ -158,6 +173,16 @@ export function decodeCheckpoints(metadata: string | null | undefined): Map<stri
   return out;
 }
 
+export interface TickResult {
+  /** Partitions the consumer must seek (a rebuild starts). */
+  seeks: Array<{ partition: number; offset: number }>;
+  /** Partitions whose buffer was flushed: commit these offsets. */
+  commits: Array<{ partition: number; offset: number }>;
+}
+
+/** Records buffered per partition before a flush is forced. */
+const DEFAULT_MAX_BUFFERED = 20_000;
+
 /** Windows evaluated per pipelined round trip. */
 const EVAL_CHUNK = 2000;
 
@@ -225,7 +250,11 @@ export class Detector {
       ps.paneFirstOffsets = snap.paneFirstOffsets;
       ps.recent = snap.recent;
       ps.anchors = snap.anchors;
-      ps.rebuildUntil = snap.rebuildUntil;
+      if (snap.rebuildUntil !== null) {
+        // A rebuild that an earlier owner did not finish: its replay starts over (idempotent).
+        ps.rebuildUntil = snap.rebuildUntil;
+        ps.pendingSeek = this.replayFrom(ps);
+      }
     }
     this.partitions.set(p, ps);
     return ps;
@@ -236,6 +265,7 @@ export class Detector {
       clock: new PartitionClock(this.plan.plan.window, this.opts.latenessMs, this.opts.idleTimeoutMs, clock, this.opts.now()),
       panes: new Set(), paneFirstOffsets: new Map(), recent: new Map(), anchors: new Map(),
       lastOffset: null, highWatermark: null, verifiedGeneration: generation, rebuildUntil: null, pendingSeek: null,
+      buffer: new PaneBuffer(), bufferSince: 0, durable: clock.streamTime === null ? null : { ...clock },
     };
   }
 
@@ -254,7 +284,7 @@ export class Detector {
     const ps = await this.partition(partition);
     const seek = ps.pendingSeek;
     ps.pendingSeek = null;
-    return seek;
+    return seek === null ? null : this.seekTo(ps, seek);
   }
 
   /**
@@ -281,26 +311,30 @@ export class Detector {
   /**
    * After a Redis connection loss, checks that Redis still holds this partition's state. If not
    * (Redis restarted empty, or a failover lost the latest writes), writes the partition state
-   * back from memory and returns the offset to replay from; the records from there up to
-   * `position` rebuild the panes. Returns null when nothing has to be replayed.
+   * back from memory, drops the unwritten buffer and returns the offset to replay from; the
+   * records from there up to the consumer's position rebuild the panes (the buffered ones
+   * included). `position` is the first record not yet in Redis. Returns null when nothing is lost.
    */
   private async verify(p: number, ps: PartitionState, position: number | null): Promise<number | null> {
     const generation = this.state.generation();
     if (ps.verifiedGeneration === generation) return null;
     const snap = await this.state.loadPartition(p);
-    const mine = ps.clock.snapshot();
-    const lost = mine.streamTime !== null && (!snap.exists || (snap.clock.streamTime ?? -Infinity) < mine.streamTime
+    const mine = ps.durable;
+    const lost = mine !== null && mine.streamTime !== null && (!snap.exists || (snap.clock.streamTime ?? -Infinity) < mine.streamTime
       || (snap.clock.lastClosed ?? -Infinity) < (mine.lastClosed ?? -Infinity));
     if (!lost) {
       ps.verifiedGeneration = generation;
       return null;
     }
     const from = this.replayFrom(ps);
-    const until = position ?? (ps.lastOffset === null ? null : ps.lastOffset + 1);
+    // Every record the clock has seen must be back in Redis before a window closes again: those
+    // of the dropped buffer too (the watermark already counts them).
+    const until = ps.lastOffset === null ? position : Math.max(ps.lastOffset + 1, position ?? -Infinity);
+    ps.buffer = new PaneBuffer();
     if (from !== null && until !== null && from < until) ps.rebuildUntil = Math.max(until, ps.rebuildUntil ?? -Infinity);
     await this.state.restorePartition(p, this.restoreOf(ps));
     ps.verifiedGeneration = generation;
-    if (ps.rebuildUntil === null || from === null) return null;
+    if (ps.rebuildUntil === null || from === null) return until;
     this.events.rebuild?.(p, from, ps.rebuildUntil, 'lost-while-running');
     return from;
   }
@@ -322,41 +356,113 @@ export class Detector {
   }
 
   /**
-   * Processes one batch of one partition. On return the batch's effects are durable in Redis
-   * and every alert of the windows it closed is acknowledged: the caller may commit the offsets.
+   * Processes one batch of one partition: folds it into the partition's buffer and, when due,
+   * flushes the buffer to Redis and closes windows. When the result carries `commit`, everything
+   * before that offset is durable and every alert of the windows closed is acknowledged.
    */
   async onBatch(partition: number, records: DetectorRecord[], highWatermark: number | null): Promise<BatchResult> {
     const ps = await this.partition(partition);
     if (ps.pendingSeek !== null) {
-      const seek = ps.pendingSeek;
+      const seek = this.seekTo(ps, ps.pendingSeek);
       ps.pendingSeek = null;
       return { applied: 0, late: 0, replayed: 0, seek };
     }
-    if (records.length > 0) {
-      const seek = await this.verify(partition, ps, records[0].offset);
-      if (seek !== null) return { applied: 0, late: 0, replayed: 0, seek };
-    }
-    const generation = this.state.generation();
-    const rebuildUntil = ps.rebuildUntil;
-    const { deltas, activeByPane, newPanes, late, replayed } = this.preAggregator.run(records, ps.clock, this.opts.now(), {
-      knownPanes: ps.panes, rebuildUntil, keepReplayedFrom: this.keepReplayedFrom(ps),
-    });
-    await this.state.applyBatch(partition, deltas, activeByPane, ps.clock.snapshot().streamTime, newPanes);
-    // The batch went to the server verified at its start; if the connection dropped meanwhile,
-    // it may have gone to another one: fail the batch, so it is redelivered and verified again.
-    if (this.state.generation() !== generation) throw new DependencyError('redis', 'redis connection changed during the batch');
-    for (const [pane, offset] of newPanes) {
-      ps.panes.add(pane);
-      if (!ps.paneFirstOffsets.has(pane)) ps.paneFirstOffsets.set(pane, offset);
-    }
+    const now = this.opts.now();
+    if (ps.buffer.firstOffset === null) ps.bufferSince = now;
+    const { late, replayed } = this.preAggregator.run(records, ps.clock, now, {
+      knownPanes: ps.panes, rebuildUntil: ps.rebuildUntil, keepReplayedFrom: this.keepReplayedFrom(ps),
+    }, ps.buffer);
     if (records.length > 0) this.notePosition(partition, records[records.length - 1].offset, highWatermark);
-    if (rebuildUntil !== null && records.length > 0 && records[records.length - 1].offset + 1 >= rebuildUntil) ps.rebuildUntil = null;
     const applied = records.length - late - replayed;
     this.events.applied?.(partition, applied);
     if (late > 0) this.events.late?.(partition, late);
     if (replayed > 0) this.events.replayed?.(partition, replayed);
-    await this.closeWindows(partition, ps);
-    return { applied, late, replayed };
+    if (!this.flushDue(ps, now)) return { applied, late, replayed };
+    const flushed = await this.flush(partition, ps);
+    return { applied, late, replayed, ...flushed };
+  }
+
+  /** Whether the buffer must be written now (see DetectorOptions.flushIntervalMs). */
+  private flushDue(ps: PartitionState, now: number): boolean {
+    const interval = this.opts.flushIntervalMs ?? 0;
+    if (interval <= 0 || ps.buffer.firstOffset === null) return true;
+    if (now - ps.bufferSince >= interval) return true;
+    if (ps.buffer.records >= (this.opts.maxBufferedRecords ?? DEFAULT_MAX_BUFFERED)) return true;
+    // Caught up (on a transactional topic the last record is followed by one commit marker).
+    if (ps.highWatermark !== null && ps.lastOffset !== null && ps.lastOffset + 2 >= ps.highWatermark) return true;
+    return this.windowsToClose(ps);
+  }
+
+  /** True if the watermark has passed a window end that is not closed yet. */
+  private windowsToClose(ps: PartitionState): boolean {
+    const wm = ps.clock.watermark();
+    if (wm === null) return false;
+    const { hopMs: P } = this.plan.plan.window;
+    const upTo = paneStart(wm, P);
+    const { lastClosed } = ps.clock.snapshot();
+    if (lastClosed !== null) return upTo > lastClosed;
+    let first = Infinity;
+    for (const q of ps.panes) first = Math.min(first, q);
+    for (const q of ps.buffer.newPanes.keys()) first = Math.min(first, q);
+    return first + P <= upTo;
+  }
+
+  /**
+   * Writes the buffer to Redis, closes the windows the watermark passed, and returns the offset
+   * to commit (or the offset to seek to, when Redis turned out to have lost the partition).
+   */
+  private async flush(partition: number, ps: PartitionState): Promise<{ commit?: number; seek?: number }> {
+    const buf = ps.buffer;
+    const position = buf.firstOffset;
+    const seek = await this.verify(partition, ps, position);
+    if (seek !== null) return { seek: this.seekTo(ps, seek) };
+    const generation = this.state.generation();
+    if (buf.firstOffset !== null) {
+      await this.state.applyBatch(partition, buf.deltas, buf.activeByPane, ps.clock.snapshot().streamTime, buf.newPanes);
+      // The writes went to the server verified before them; if the connection dropped meanwhile,
+      // they may have gone to another one: fail, so the records are redelivered and verified again.
+      if (this.state.generation() !== generation) {
+        ps.buffer = new PaneBuffer();
+        throw new DependencyError('redis', 'redis connection changed during the batch');
+      }
+      for (const [pane, offset] of buf.newPanes) {
+        ps.panes.add(pane);
+        if (!ps.paneFirstOffsets.has(pane)) ps.paneFirstOffsets.set(pane, offset);
+      }
+      ps.buffer = new PaneBuffer();
+    }
+    const next = ps.lastOffset === null ? undefined : ps.lastOffset + 1;
+    if (ps.rebuildUntil !== null && next !== undefined && next >= ps.rebuildUntil) ps.rebuildUntil = null;
+    ps.durable = ps.clock.snapshot();
+    // Mid-rebuild the watermark may already count records that are not back in Redis yet (the
+    // batch that found the loss): windows close once the replay has caught up.
+    if (ps.rebuildUntil === null) await this.closeWindows(partition, ps);
+    ps.durable = ps.clock.snapshot();
+    // Mid-rebuild nothing may be committed: the panes are not whole yet.
+    return next === undefined || ps.rebuildUntil !== null ? {} : { commit: next };
+  }
+
+  /** The consumer is sent back to `offset`: the position is there now (caught-up checks). */
+  private seekTo(ps: PartitionState, offset: number): number {
+    ps.lastOffset = offset > 0 ? offset - 1 : null;
+    return offset;
+  }
+
+  /** True if nothing of this partition waits in memory: its position may be committed. */
+  durableFor(partition: number): boolean {
+    const ps = this.partitions.get(partition);
+    return ps === undefined || (ps.buffer.firstOffset === null && ps.rebuildUntil === null && ps.pendingSeek === null);
+  }
+
+  /** Flushes every partition with buffered records (shutdown, handover): the offsets to commit. */
+  async flushAll(): Promise<Array<{ partition: number; offset: number }>> {
+    const commits: Array<{ partition: number; offset: number }> = [];
+    for (const [p, ps] of this.partitions) {
+      if (ps.buffer.firstOffset === null || ps.pendingSeek !== null) continue;
+      const r = await this.flush(p, ps);
+      if (r.commit !== undefined) commits.push({ partition: p, offset: r.commit });
+    }
+    return commits;
   }
 
   /**
@@ -387,22 +493,32 @@ export class Detector {
    * backlog): without it an idle partition only means the upstream stalled, and jumping the
    * watermark to the wall clock would make the rest of a replay late.
    */
-  async onTick(upstreamDrained = true): Promise<Array<{ partition: number; offset: number }>> {
-    const seeks: Array<{ partition: number; offset: number }> = [];
-    if (!upstreamDrained) return seeks;
+  async onTick(upstreamDrained = true): Promise<TickResult> {
+    const out: TickResult = { seeks: [], commits: [] };
     const now = this.opts.now();
     for (const [p, ps] of this.partitions) {
-      if (ps.rebuildUntil !== null || ps.pendingSeek !== null) continue;
+      if (ps.pendingSeek !== null) continue;
+      // A buffer older than the flush interval is written even when no batch comes.
+      if (ps.buffer.firstOffset !== null && this.flushDue(ps, now)) {
+        const r = await this.flush(p, ps);
+        if (r.seek !== undefined) out.seeks.push({ partition: p, offset: r.seek });
+        if (r.commit !== undefined) out.commits.push({ partition: p, offset: r.commit });
+        continue;
+      }
+      if (!upstreamDrained || ps.rebuildUntil !== null || ps.buffer.firstOffset !== null) continue;
       if (!ps.clock.wouldAdvanceIdle(now) || !this.caughtUp(ps)) continue;
       // Never close windows on a Redis that lost the panes.
       const seek = await this.verify(p, ps, null);
       if (seek !== null) {
-        seeks.push({ partition: p, offset: seek });
+        out.seeks.push({ partition: p, offset: this.seekTo(ps, seek) });
         continue;
       }
-      if (ps.clock.advanceIdle(now, this.caughtUp(ps))) await this.closeWindows(p, ps);
+      if (ps.clock.advanceIdle(now, this.caughtUp(ps))) {
+        await this.closeWindows(p, ps);
+        ps.durable = ps.clock.snapshot();
+      }
     }
-    return seeks;
+    return out;
   }
 
   /** The watermark and last closed window of each loaded partition. */

@@ -41,6 +41,23 @@ interface GroupEntry {
   panes: Map<number, PaneDelta>;
 }
 
+/**
+ * Pane deltas folded from one or more batches of one partition, until they are written to Redis
+ * (write-behind: a (group, pane) busy across batches costs one update per flush, not per batch).
+ */
+export class PaneBuffer {
+  readonly groups = new Map<string, GroupEntry>();
+  readonly deltas: PaneDelta[] = [];
+  /** Group ids active in each pane. */
+  readonly activeByPane = new Map<number, Set<string>>();
+  /** Panes not known to the partition -> offset of their first record. */
+  readonly newPanes = new Map<number, number>();
+  /** Records folded in (not late). */
+  records = 0;
+  /** Offset of the first record of the first batch folded in, or null while nothing is. */
+  firstOffset: number | null = null;
+}
+
 /** Bound of the group id cache (ids are a SHA-1 each: worth keeping across batches). */
 const GID_CACHE_MAX = 200_000;
 
@@ -66,11 +83,10 @@ export class PreAggregator {
     return gid;
   }
 
-  run(records: DetectorRecord[], clock: PartitionClock, now: number, opts: PreAggregateOptions = {}): PreAggregated {
-    const groups = new Map<string, GroupEntry>();
-    const deltas: PaneDelta[] = [];
-    const activeByPane = new Map<number, Set<string>>();
-    const newPanes = new Map<number, number>();
+  /** Folds a batch into `into` (a fresh buffer by default). */
+  run(records: DetectorRecord[], clock: PartitionClock, now: number, opts: PreAggregateOptions = {}, into = new PaneBuffer()): PreAggregated {
+    const { groups, deltas, activeByPane, newPanes } = into;
+    if (into.firstOffset === null && records.length > 0) into.firstOffset = records[0].offset;
     const known = opts.knownPanes;
     const rebuildUntil = opts.rebuildUntil ?? null;
     const keepFrom = opts.keepReplayedFrom ?? null;
@@ -112,6 +128,7 @@ export class PreAggregator {
         for (const v of values) set.add(typeof v === 'string' ? capValue(v) : String(v));
       }
     }
+    into.records += records.length - late;
     return { deltas, activeByPane, newPanes, late, replayed };
   }
 }

@@ -6,6 +6,8 @@ import { Admin, Kafka } from 'kafkajs';
  */
 export class UpstreamBacklog {
   private admin: Admin | null = null;
+  /** Committed offset per raw partition at the previous check. */
+  private previous = new Map<number, number>();
 
   constructor(
     private readonly kafka: Kafka,
@@ -27,18 +29,26 @@ export class UpstreamBacklog {
     ]);
     const done = new Map(committed[0]?.partitions.map((p) => [p.partition, Number(p.offset)]) ?? []);
     let lag = 0;
+    let stalled = false;
     for (const e of ends) {
       const high = Number(e.high);
       const at = done.get(e.partition) ?? -1;
       // No commit yet: everything since the log start is still to route.
       const behind = at < 0 ? high - Number(e.low) : high - at;
       // A trailing transaction marker (a transactional shipper) is never delivered to the routers.
-      lag += Math.max(0, behind - 1);
+      const backlog = Math.max(0, behind - 1);
+      lag += backlog;
+      // A backlog, however small, whose offsets did not move since the last check is a router
+      // that is down or retrying (a broker restart): its records are still on their way.
+      const before = this.previous.get(e.partition);
+      if (backlog > 0 && (before === undefined || at <= before)) stalled = true;
     }
-    return lag <= this.maxLag;
+    this.previous = done;
+    return !stalled && lag <= this.maxLag;
   }
 
   async close(): Promise<void> {
+    this.previous.clear();
     await this.admin?.disconnect();
     this.admin = null;
   }
