@@ -1,7 +1,10 @@
 import Redis from 'ioredis';
 import { Admin, ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
+import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig, dlqTopic } from '../config/load';
+import { redisConnection } from '../config/redis-options';
 import { TopicSpec, topicSpecs } from '../ingest/topics';
+import { connectionProblem } from './connection-errors';
 import { loadRules, defaultRulesDir } from '../rules/load-rules';
 
 /**
@@ -92,6 +95,7 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
   const kafka = new Kafka({
     clientId: `${config.kafka.clientId}-doctor`,
     brokers: config.kafka.brokers,
+    ...kafkaSecurityOptions(config),
     connectionTimeout: CONNECT_TIMEOUT_MS,
     requestTimeout: REQUEST_TIMEOUT_MS,
     retry: { retries: 1, initialRetryTime: 200, maxRetryTime: 1_000 },
@@ -105,10 +109,14 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
       await admin.connect();
       cluster = await admin.describeCluster();
     } catch (err) {
-      return [
-        problem(`Kafka: cannot reach the brokers ${brokers} (${message(err)}).`, 'check kafka.brokers (KADE_KAFKA_BROKERS, host:port list), that the brokers run, and that their advertised listeners resolve and are reachable from this host.'),
-        skip('topics: not checked because Kafka is unreachable.'),
-      ];
+      const p = connectionProblem(err);
+      const sasl = config.kafka.sasl;
+      const first = p?.kind === 'authentication'
+        ? problem(`Kafka: authentication failed at ${brokers} as user "${sasl.username}" with ${sasl.mechanism.toUpperCase()} (${message(err)}).`, p.fix)
+        : p?.kind === 'tls'
+          ? problem(`Kafka: the TLS handshake with ${brokers} failed (${message(err)}).`, p.fix)
+          : problem(`Kafka: cannot reach the brokers ${brokers} (${message(err)}).`, `check kafka.brokers (KADE_KAFKA_BROKERS, host:port list), that the brokers run, and that their advertised listeners resolve and are reachable from this host${(err as Error).name === 'KafkaJSConnectionClosedError' ? '; a broker that closes the connection at once may expect SASL or TLS: see kafka.sasl.mechanism and kafka.ssl.enabled' : ''}.`);
+      return [first, skip(`topics: not checked because ${p === null ? 'Kafka is unreachable' : 'kade cannot connect to Kafka'}.`)];
     }
     checks.push(ok(`Kafka: reachable at ${brokers}; cluster ${cluster.clusterId ?? '(no id)'}, ${cluster.brokers.length} broker(s), controller ${cluster.controller ?? 'unknown'}.`));
     const rf = config.topics.replicationFactor;
@@ -206,21 +214,10 @@ function bytes(n: number): string {
   return `${n} B`;
 }
 
-/** The Redis URL without user and password, for messages. */
-function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(unparsable URL)';
-  }
-}
-
 async function checkRedis(config: KadeConfig): Promise<Check[]> {
-  const where = safeUrl(config.redis.url);
-  const redis = new Redis(config.redis.url, {
+  const { url: where, options } = redisConnection(config);
+  const redis = new Redis(where, {
+    ...options,
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
     commandTimeout: REQUEST_TIMEOUT_MS,
@@ -236,10 +233,14 @@ async function checkRedis(config: KadeConfig): Promise<Check[]> {
       await redis.connect();
       await redis.ping();
     } catch (err) {
-      return [
-        problem(`Redis: cannot reach ${where} (${message(lastError ?? err)}).`, 'check redis.url (KADE_REDIS_URL: redis:// or rediss://, user and password in the URL if needed), that Redis runs, and that this host may connect to it.'),
-        skip('Redis version and eviction policy: not checked because Redis is unreachable.'),
-      ];
+      // An AUTH failure rejects ping() (or connect()) itself; a socket or TLS error comes as an 'error' event.
+      const p = connectionProblem(err) ?? connectionProblem(lastError);
+      const first = p?.kind === 'authentication'
+        ? problem(`Redis: authentication failed at ${where} (${message(p.message)}).`, p.fix)
+        : p?.kind === 'tls'
+          ? problem(`Redis: the TLS handshake with ${where} failed (${message(p.message)}).`, p.fix)
+          : problem(`Redis: cannot reach ${where} (${message(lastError ?? err)}).`, 'check redis.url (KADE_REDIS_URL: redis:// or rediss://, user and password in the URL if needed), that Redis runs, and that this host may connect to it.');
+      return [first, skip(`Redis version and eviction policy: not checked because ${p === null ? 'Redis is unreachable' : 'kade cannot connect to Redis'}.`)];
     }
     const checks: Check[] = [ok(`Redis: reachable at ${where}.`)];
     const server = parseInfo(await redis.info('server'));
