@@ -63,5 +63,5 @@ export function connectionProblem(err: unknown): ConnectionProblem | null {
 /** One line for a person: "Kafka authentication failed (...). Fix: ...". */
 export function describeConnectionProblem(p: ConnectionProblem): string {
   const what = p.kind === 'authentication' ? 'authentication failed' : 'TLS handshake failed';
-  return `${p.service} ${what} (${p.message.replace(/\s+$/, '').replace(/\.+$/, '')}). Fix: ${p.fix}`;
+  return `${p.service} ${what} (${p.message.replace(/\s+/g, ' ').trim().replace(/\.+$/, '')}). Fix: ${p.fix}`;
 }

@@ -73,7 +73,8 @@ function message(err: unknown): string {
   if (e?.cause?.message !== undefined && !parts[0].includes(e.cause.message)) parts.push(e.cause.message);
   // AggregateError (e.g. ECONNREFUSED on both 127.0.0.1 and ::1) has an empty message.
   if (parts[0] === '' && Array.isArray(e?.errors)) parts[0] = e.errors.map((x) => x.message ?? '').join('; ');
-  return parts.filter((p) => p.length > 0).join(': ').replace(/\.+$/, '');
+  // OpenSSL messages end with a newline; a check is one line.
+  return parts.filter((p) => p.length > 0).join(': ').replace(/\s+/g, ' ').trim().replace(/\.+$/, '');
 }
 
 // ---------------------------------------------------------------------------------------- rules
