@@ -215,6 +215,11 @@ function bytes(n: number): string {
   return `${n} B`;
 }
 
+/** Under TLS 1.3 a server that wants a client certificate accepts the handshake, then resets. */
+function resetWithoutCert(config: KadeConfig, err: unknown): boolean {
+  return config.redis.url.startsWith('rediss:') && config.redis.tls.certFile === '' && (err as { code?: string } | undefined)?.code === 'ECONNRESET';
+}
+
 async function checkRedis(config: KadeConfig): Promise<Check[]> {
   const { url: where, options } = redisConnection(config);
   const redis = new Redis(where, {
@@ -240,7 +245,7 @@ async function checkRedis(config: KadeConfig): Promise<Check[]> {
         ? problem(`Redis: authentication failed at ${where} (${message(p.message)}).`, p.fix)
         : p?.kind === 'tls'
           ? problem(`Redis: the TLS handshake with ${where} failed (${message(p.message)}).`, p.fix)
-          : problem(`Redis: cannot reach ${where} (${message(lastError ?? err)}).`, 'check redis.url (KADE_REDIS_URL: redis:// or rediss://, user and password in the URL if needed), that Redis runs, and that this host may connect to it.');
+          : problem(`Redis: cannot reach ${where} (${message(lastError ?? err)}).`, `check redis.url (KADE_REDIS_URL: redis:// or rediss://, user and password in the URL if needed), that Redis runs, and that this host may connect to it${resetWithoutCert(config, lastError) ? '; a TLS server that requires client certificates (tls-auth-clients yes) resets connections without one: set redis.tls.certFile and redis.tls.keyFile' : ''}.`);
       return [first, skip(`Redis version and eviction policy: not checked because ${p === null ? 'Redis is unreachable' : 'kade cannot connect to Redis'}.`)];
     }
     const checks: Check[] = [ok(`Redis: reachable at ${where}.`)];
