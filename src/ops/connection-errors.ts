@@ -44,6 +44,11 @@ function chain(err: unknown): Chained[] {
   return out;
 }
 
+/** The Node error codes along the cause chain (e.g. ECONNRESET inside a kafkajs retry error). */
+export function errorCodes(err: unknown): string[] {
+  return chain(err).flatMap((e) => (typeof e.code === 'string' ? [e.code] : []));
+}
+
 const isTls = (e: Chained): boolean => typeof e.code === 'string' && (CERT_CODES.has(e.code) || e.code.startsWith('ERR_SSL_'));
 
 /** The authentication or TLS problem behind an error, or null for anything else. */

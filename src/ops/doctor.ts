@@ -4,7 +4,7 @@ import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig, dlqTopic } from '../config/load';
 import { redisConnection } from '../config/redis-options';
 import { TopicSpec, topicSpecs } from '../ingest/topics';
-import { connectionProblem } from './connection-errors';
+import { connectionProblem, errorCodes } from './connection-errors';
 import { loadRules, defaultRulesDir } from '../rules/load-rules';
 
 /**
@@ -116,7 +116,7 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
         ? problem(`Kafka: authentication failed at ${brokers} as user "${sasl.username}" with ${sasl.mechanism.toUpperCase()} (${message(err)}).`, p.fix)
         : p?.kind === 'tls'
           ? problem(`Kafka: the TLS handshake with ${brokers} failed (${message(err)}).`, p.fix)
-          : problem(`Kafka: cannot reach the brokers ${brokers} (${message(err)}).`, `check kafka.brokers (KADE_KAFKA_BROKERS, host:port list), that the brokers run, and that their advertised listeners resolve and are reachable from this host${(err as Error).name === 'KafkaJSConnectionClosedError' ? '; a broker that closes the connection at once may expect SASL or TLS: see kafka.sasl.mechanism and kafka.ssl.enabled' : ''}.`);
+          : problem(`Kafka: cannot reach the brokers ${brokers} (${message(err)}).`, `check kafka.brokers (KADE_KAFKA_BROKERS, host:port list), that the brokers run, and that their advertised listeners resolve and are reachable from this host${kafkaHint(config, err)}.`);
       return [first, skip(`topics: not checked because ${p === null ? 'Kafka is unreachable' : 'kade cannot connect to Kafka'}.`)];
     }
     checks.push(ok(`Kafka: reachable at ${brokers}; cluster ${cluster.clusterId ?? '(no id)'}, ${cluster.brokers.length} broker(s), controller ${cluster.controller ?? 'unknown'}.`));
@@ -133,6 +133,14 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/** What a closed or reset connection may mean, given the security settings. */
+function kafkaHint(config: KadeConfig, err: unknown): string {
+  if ((err as Error).name === 'KafkaJSConnectionClosedError') return '; a broker that closes the connection at once may expect SASL or TLS: see kafka.sasl.mechanism and kafka.ssl.enabled';
+  // TLS 1.3: a listener that requires a client certificate may reset the connection after the handshake.
+  if (config.kafka.ssl.enabled && config.kafka.ssl.certFile === '' && errorCodes(err).includes('ECONNRESET')) return '; a TLS listener that requires client certificates resets connections without one: set kafka.ssl.certFile and kafka.ssl.keyFile';
+  return '';
 }
 
 function roleOf(topic: string, config: KadeConfig): string {
