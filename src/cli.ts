@@ -12,6 +12,7 @@ import { startKade } from './main';
 import { runDemo } from './demo';
 import { runDoctor } from './ops/doctor';
 import { describeWithSources } from './config/sources';
+import { connectionProblem, describeConnectionProblem } from './ops/connection-errors';
 
 const USAGE = `kade: real-time detection on Kubernetes audit logs (Kafka + Redis)
 
@@ -142,7 +143,9 @@ main(process.argv.slice(2)).then(
       process.exitCode = 2;
       return;
     }
-    process.stderr.write(`kade: ${(err as Error)?.stack ?? String(err)}\n`);
+    // Wrong credentials or certificates are configuration, not a bug: one line, no stack.
+    const p = connectionProblem(err);
+    process.stderr.write(p !== null ? `kade: ${describeConnectionProblem(p)}\n` : `kade: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = 1;
   },
 );

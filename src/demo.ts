@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { KadeConfig, dlqTopic } from './config/load';
+import { redisConnection } from './config/redis-options';
 import { formatAlert } from './alerts/format-alert';
 import { followAlerts } from './alerts/follow';
 import { createKafka } from './ingest/kafka';
@@ -104,7 +105,8 @@ async function cleanup(config: KadeConfig, kafka: ReturnType<typeof createKafka>
   } finally {
     await admin.disconnect();
   }
-  const redis = new Redis(config.redis.url);
+  const { url, options } = redisConnection(config);
+  const redis = new Redis(url, options);
   try {
     let cursor = '0';
     do {

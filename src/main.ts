@@ -1,5 +1,6 @@
 import Redis from 'ioredis';
 import { KadeConfig } from './config/load';
+import { redisConnection } from './config/redis-options';
 import { DetectorStage } from './detect/detector-stage';
 import { createKafka } from './ingest/kafka';
 import { RouterStage } from './ingest/router-stage';
@@ -22,8 +23,11 @@ export interface Running {
 /** Longer than any pipeline kade sends (a batch's pane updates), shorter than a session timeout. */
 const REDIS_COMMAND_TIMEOUT_MS = 15_000;
 
+/** kade's Redis client: credentials and TLS from the config (see redisConnection), reconnecting. */
 export function createRedis(config: KadeConfig, log: Logger): Redis {
-  const redis = new Redis(config.redis.url, {
+  const { url, options } = redisConnection(config);
+  const redis = new Redis(url, {
+    ...options,
     // Commands wait for a reconnect instead of failing at once; the batch then fails retriably.
     maxRetriesPerRequest: 20,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 5000) + Math.floor(Math.random() * 100),
@@ -80,7 +84,10 @@ async function pingWithin(redis: Redis, ms: number): Promise<boolean> {
 /** The composition root: config -> clients -> stages -> start. The caller owns signals. */
 export async function startKade(config: KadeConfig, log: Logger, metrics = new Metrics(true)): Promise<Running> {
   const plans = loadRules(config.rules.dir);
-  log.info({ rules: plans.map((p) => p.id), role: config.role }, 'starting kade');
+  log.info({
+    rules: plans.map((p) => p.id), role: config.role, brokers: config.kafka.brokers,
+    kafkaTls: config.kafka.ssl.enabled, kafkaSasl: config.kafka.sasl.mechanism, redis: redisConnection(config).url,
+  }, 'starting kade');
   const adminKafka = createKafka(config, log, 'admin');
   await ensureTopics(adminKafka, config, true);
   let router: RouterStage | null = null;

@@ -6,7 +6,11 @@ export interface KadeConfig {
   role: 'router' | 'detector' | 'all';
   shutdownTimeoutMs: number;
   log: { level: string };
-  kafka: { brokers: string[]; clientId: string; sessionTimeoutMs: number; maxBytesPerPartition: number };
+  kafka: {
+    brokers: string[]; clientId: string; sessionTimeoutMs: number; maxBytesPerPartition: number;
+    ssl: TlsFiles & { enabled: boolean };
+    sasl: { mechanism: SaslMechanism; username: string; password: string };
+  };
   topics: {
     raw: string; keyed: string; alerts: string; dlq: string;
     rawPartitions: number; keyedPartitions: number; alertsPartitions: number; replicationFactor: number;
@@ -17,10 +21,15 @@ export interface KadeConfig {
   };
   detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; flushIntervalMs: number; maxBufferedRecords: number; upstreamGroupId: string; upstreamMaxLag: number; tickMs: number; stateTtlSeconds: number };
   alerts: { format: 'avro' | 'json'; suppressionMs: number };
-  redis: { url: string; keyPrefix: string };
+  redis: { url: string; keyPrefix: string; username: string; password: string; tls: TlsFiles };
   rules: { dir: string };
   http: { port: number };
 }
+
+export type SaslMechanism = 'none' | 'plain' | 'scram-sha-256' | 'scram-sha-512';
+
+/** PEM files of a TLS client; '' = not set. */
+export interface TlsFiles { caFile: string; certFile: string; keyFile: string; rejectUnauthorized: boolean }
 
 export interface LoadOptions {
   /** Config files applied in order over the defaults. */
@@ -65,7 +74,40 @@ function load(opts: LoadOptions): { config: KadeConfig; describe: () => string }
     // Not a secret here, but production must say where its state lives.
     throw new ConfigError('redis.url: production requires an explicit Redis URL (KADE_REDIS_URL)');
   }
+  checkSecurity(config);
   return { config, describe: () => conf.toString() };
+}
+
+/** Settings that are valid one by one but not together; each message names the keys. */
+function checkSecurity(config: KadeConfig): void {
+  const { ssl, sasl } = config.kafka;
+  if (sasl.mechanism !== 'none' && sasl.username === '') {
+    throw new ConfigError(`kafka.sasl.username: required when kafka.sasl.mechanism is ${sasl.mechanism} (KADE_KAFKA_SASL_USERNAME)`);
+  }
+  if (config.env === 'production' && sasl.mechanism !== 'none' && sasl.password === '') {
+    throw new ConfigError(`kafka.sasl.password: production refuses an empty password with kafka.sasl.mechanism ${sasl.mechanism} (KADE_KAFKA_SASL_PASSWORD)`);
+  }
+  if (!ssl.enabled) {
+    for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+      // A CA file without TLS would silently connect in plain text.
+      if (ssl[k] !== '') throw new ConfigError(`kafka.ssl.${k}: set, but kafka.ssl.enabled is false (KADE_KAFKA_SSL_ENABLED=true to use TLS)`);
+    }
+  }
+  pairOfFiles(ssl, 'kafka.ssl');
+  const tls = new URL(config.redis.url).protocol === 'rediss:';
+  if (!tls) {
+    for (const k of ['caFile', 'certFile', 'keyFile'] as const) {
+      if (config.redis.tls[k] !== '') throw new ConfigError(`redis.tls.${k}: set, but redis.url is not rediss:// (TLS settings apply to rediss:// only)`);
+    }
+  }
+  pairOfFiles(config.redis.tls, 'redis.tls');
+}
+
+function pairOfFiles(files: TlsFiles, prefix: string): void {
+  if ((files.certFile === '') !== (files.keyFile === '')) {
+    const missing = files.certFile === '' ? 'certFile' : 'keyFile';
+    throw new ConfigError(`${prefix}.${missing}: a client certificate needs both ${prefix}.certFile and ${prefix}.keyFile`);
+  }
 }
 
 /** The dead-letter topic of the raw topic. */

@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import convict from 'convict';
 
 /** A comma-separated list in env vars and flags, an array in files. */
@@ -29,7 +30,44 @@ const nonNegativeInt = {
   coerce: (value: unknown): unknown => (typeof value === 'string' ? Number(value) : value),
 };
 
-convict.addFormats({ 'string-list': stringList, 'positive-int': positiveInt, 'non-negative-int': nonNegativeInt });
+/** true or false; env vars must say "true" or "false" (convict's Boolean takes "0" as true). */
+const flag = {
+  name: 'flag',
+  validate(value: unknown): void {
+    if (typeof value !== 'boolean') throw new Error('must be true or false');
+  },
+  coerce: (value: unknown): unknown => (value === 'true' ? true : value === 'false' ? false : value),
+};
+
+/** Empty, or the path of a readable file (checked when the configuration loads). */
+const filePath = {
+  name: 'file-path',
+  validate(value: unknown): void {
+    if (typeof value !== 'string') throw new Error('must be a file path');
+    if (value === '') return;
+    try {
+      if (!statSync(value).isFile()) throw new Error('not a regular file');
+      accessSync(value, constants.R_OK);
+    } catch (err) {
+      throw new Error(`must be a readable file: ${value} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  },
+};
+
+/** A redis:// or rediss:// URL. */
+const redisUrl = {
+  name: 'redis-url',
+  validate(value: unknown): void {
+    let ok = false;
+    try { ok = typeof value === 'string' && ['redis:', 'rediss:'].includes(new URL(value).protocol); } catch { ok = false; }
+    if (!ok) throw new Error('must be a redis:// or rediss:// URL');
+  },
+};
+
+convict.addFormats({
+  'string-list': stringList, 'positive-int': positiveInt, 'non-negative-int': nonNegativeInt,
+  flag, 'file-path': filePath, 'redis-url': redisUrl,
+});
 
 /** The one configuration schema of kade: every key has doc, format, default and env. */
 export const schema = {
@@ -84,6 +122,59 @@ export const schema = {
       format: 'positive-int',
       default: 1048576,
       env: 'KADE_KAFKA_MAX_BYTES_PER_PARTITION',
+    },
+    ssl: {
+      enabled: {
+        doc: 'Connect to the brokers with TLS (listeners SSL or SASL_SSL).',
+        format: 'flag',
+        default: false,
+        env: 'KADE_KAFKA_SSL_ENABLED',
+      },
+      caFile: {
+        doc: 'PEM file of the CA(s) that signed the brokers\' certificates; empty: the system CAs.',
+        format: 'file-path',
+        default: '',
+        env: 'KADE_KAFKA_SSL_CA_FILE',
+      },
+      certFile: {
+        doc: 'PEM client certificate for mutual TLS (with kafka.ssl.keyFile); empty: none.',
+        format: 'file-path',
+        default: '',
+        env: 'KADE_KAFKA_SSL_CERT_FILE',
+      },
+      keyFile: {
+        doc: 'PEM private key (unencrypted) of kafka.ssl.certFile; empty: none.',
+        format: 'file-path',
+        default: '',
+        env: 'KADE_KAFKA_SSL_KEY_FILE',
+      },
+      rejectUnauthorized: {
+        doc: 'Refuse brokers whose certificate does not verify against the CAs or does not name the broker host; false only for tests.',
+        format: 'flag',
+        default: true,
+        env: 'KADE_KAFKA_SSL_REJECT_UNAUTHORIZED',
+      },
+    },
+    sasl: {
+      mechanism: {
+        doc: 'SASL mechanism of the brokers\' listener; none: no SASL. PLAIN sends the password as it is: use it with TLS only.',
+        format: ['none', 'plain', 'scram-sha-256', 'scram-sha-512'],
+        default: 'none',
+        env: 'KADE_KAFKA_SASL_MECHANISM',
+      },
+      username: {
+        doc: 'SASL user name; required when kafka.sasl.mechanism is not none.',
+        format: String,
+        default: '',
+        env: 'KADE_KAFKA_SASL_USERNAME',
+      },
+      password: {
+        doc: 'SASL password; production refuses an empty one when kafka.sasl.mechanism is set.',
+        format: String,
+        default: '',
+        env: 'KADE_KAFKA_SASL_PASSWORD',
+        sensitive: true,
+      },
     },
   },
   topics: {
@@ -252,8 +343,8 @@ export const schema = {
   },
   redis: {
     url: {
-      doc: 'Redis URL (redis:// or rediss://; user and password may be in it).',
-      format: String,
+      doc: 'Redis URL: redis://, or rediss:// for TLS; user and password may be in it (redis://user:password@host:port/db).',
+      format: 'redis-url',
       default: 'redis://127.0.0.1:6379',
       env: 'KADE_REDIS_URL',
       sensitive: true,
@@ -263,6 +354,45 @@ export const schema = {
       format: String,
       default: 'kade',
       env: 'KADE_REDIS_KEY_PREFIX',
+    },
+    username: {
+      doc: 'Redis ACL user; overrides the user of redis.url; empty: the URL\'s (or "default").',
+      format: String,
+      default: '',
+      env: 'KADE_REDIS_USERNAME',
+    },
+    password: {
+      doc: 'Redis password; overrides the password of redis.url, so the URL can stay free of secrets; empty: the URL\'s.',
+      format: String,
+      default: '',
+      env: 'KADE_REDIS_PASSWORD',
+      sensitive: true,
+    },
+    tls: {
+      caFile: {
+        doc: 'PEM file of the CA(s) that signed the Redis server certificate (rediss:// only); empty: the system CAs.',
+        format: 'file-path',
+        default: '',
+        env: 'KADE_REDIS_TLS_CA_FILE',
+      },
+      certFile: {
+        doc: 'PEM client certificate for Redis servers that require one (tls-auth-clients yes; rediss:// only).',
+        format: 'file-path',
+        default: '',
+        env: 'KADE_REDIS_TLS_CERT_FILE',
+      },
+      keyFile: {
+        doc: 'PEM private key (unencrypted) of redis.tls.certFile.',
+        format: 'file-path',
+        default: '',
+        env: 'KADE_REDIS_TLS_KEY_FILE',
+      },
+      rejectUnauthorized: {
+        doc: 'Refuse a Redis server whose certificate does not verify or does not name the host (rediss:// only); false only for tests.',
+        format: 'flag',
+        default: true,
+        env: 'KADE_REDIS_TLS_REJECT_UNAUTHORIZED',
+      },
     },
   },
   rules: {

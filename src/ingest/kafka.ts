@@ -1,4 +1,5 @@
 import { Kafka, LogEntry, Partitioners, Producer, ProducerConfig, logLevel } from 'kafkajs';
+import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig } from '../config/load';
 import { Logger } from '../ops/logger';
 
@@ -6,12 +7,16 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'info', [logLevel.DEBUG]: 'debug',
 };
 
-/** A kafkajs client whose logs go to pino (kafkajs INFO chatter is demoted to debug). */
+/**
+ * A kafkajs client whose logs go to pino (kafkajs INFO chatter is demoted to debug), with the
+ * TLS and SASL settings of the config (a bad PEM file throws a ConfigError here).
+ */
 export function createKafka(config: KadeConfig, log: Logger, clientSuffix: string): Kafka {
   const klog = log.child({ module: 'kafkajs' });
   return new Kafka({
     clientId: `${config.kafka.clientId}-${clientSuffix}`,
     brokers: config.kafka.brokers,
+    ...kafkaSecurityOptions(config),
     logLevel: logLevel.WARN,
     retry: { initialRetryTime: 200, retries: 8 },
     logCreator: () => ({ namespace, level, log: entry }: LogEntry) => {

@@ -1,7 +1,10 @@
 import Redis from 'ioredis';
 import { Admin, ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
+import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig, dlqTopic } from '../config/load';
+import { redisConnection } from '../config/redis-options';
 import { TopicSpec, topicSpecs } from '../ingest/topics';
+import { connectionProblem, errorCodes } from './connection-errors';
 import { loadRules, defaultRulesDir } from '../rules/load-rules';
 
 /**
@@ -70,7 +73,8 @@ function message(err: unknown): string {
   if (e?.cause?.message !== undefined && !parts[0].includes(e.cause.message)) parts.push(e.cause.message);
   // AggregateError (e.g. ECONNREFUSED on both 127.0.0.1 and ::1) has an empty message.
   if (parts[0] === '' && Array.isArray(e?.errors)) parts[0] = e.errors.map((x) => x.message ?? '').join('; ');
-  return parts.filter((p) => p.length > 0).join(': ').replace(/\.+$/, '');
+  // OpenSSL messages end with a newline; a check is one line.
+  return parts.filter((p) => p.length > 0).join(': ').replace(/\s+/g, ' ').trim().replace(/\.+$/, '');
 }
 
 // ---------------------------------------------------------------------------------------- rules
@@ -92,6 +96,7 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
   const kafka = new Kafka({
     clientId: `${config.kafka.clientId}-doctor`,
     brokers: config.kafka.brokers,
+    ...kafkaSecurityOptions(config),
     connectionTimeout: CONNECT_TIMEOUT_MS,
     requestTimeout: REQUEST_TIMEOUT_MS,
     retry: { retries: 1, initialRetryTime: 200, maxRetryTime: 1_000 },
@@ -105,10 +110,14 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
       await admin.connect();
       cluster = await admin.describeCluster();
     } catch (err) {
-      return [
-        problem(`Kafka: cannot reach the brokers ${brokers} (${message(err)}).`, 'check kafka.brokers (KADE_KAFKA_BROKERS, host:port list), that the brokers run, and that their advertised listeners resolve and are reachable from this host.'),
-        skip('topics: not checked because Kafka is unreachable.'),
-      ];
+      const p = connectionProblem(err);
+      const sasl = config.kafka.sasl;
+      const first = p?.kind === 'authentication'
+        ? problem(`Kafka: authentication failed at ${brokers} as user "${sasl.username}" with ${sasl.mechanism.toUpperCase()} (${message(err)}).`, p.fix)
+        : p?.kind === 'tls'
+          ? problem(`Kafka: the TLS handshake with ${brokers} failed (${message(err)}).`, p.fix)
+          : problem(`Kafka: cannot reach the brokers ${brokers} (${message(err)}).`, `check kafka.brokers (KADE_KAFKA_BROKERS, host:port list), that the brokers run, and that their advertised listeners resolve and are reachable from this host${kafkaHint(config, err)}.`);
+      return [first, skip(`topics: not checked because ${p === null ? 'Kafka is unreachable' : 'kade cannot connect to Kafka'}.`)];
     }
     checks.push(ok(`Kafka: reachable at ${brokers}; cluster ${cluster.clusterId ?? '(no id)'}, ${cluster.brokers.length} broker(s), controller ${cluster.controller ?? 'unknown'}.`));
     const rf = config.topics.replicationFactor;
@@ -124,6 +133,14 @@ async function checkKafka(config: KadeConfig): Promise<Check[]> {
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
+}
+
+/** What a closed or reset connection may mean, given the security settings. */
+function kafkaHint(config: KadeConfig, err: unknown): string {
+  if ((err as Error).name === 'KafkaJSConnectionClosedError') return '; a broker that closes the connection at once may expect SASL or TLS: see kafka.sasl.mechanism and kafka.ssl.enabled';
+  // TLS 1.3: a listener that requires a client certificate may reset the connection after the handshake.
+  if (config.kafka.ssl.enabled && config.kafka.ssl.certFile === '' && errorCodes(err).includes('ECONNRESET')) return '; a TLS listener that requires client certificates resets connections without one: set kafka.ssl.certFile and kafka.ssl.keyFile';
+  return '';
 }
 
 function roleOf(topic: string, config: KadeConfig): string {
@@ -206,21 +223,15 @@ function bytes(n: number): string {
   return `${n} B`;
 }
 
-/** The Redis URL without user and password, for messages. */
-function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(unparsable URL)';
-  }
+/** Under TLS 1.3 a server that wants a client certificate accepts the handshake, then resets. */
+function resetWithoutCert(config: KadeConfig, err: unknown): boolean {
+  return config.redis.url.startsWith('rediss:') && config.redis.tls.certFile === '' && (err as { code?: string } | undefined)?.code === 'ECONNRESET';
 }
 
 async function checkRedis(config: KadeConfig): Promise<Check[]> {
-  const where = safeUrl(config.redis.url);
-  const redis = new Redis(config.redis.url, {
+  const { url: where, options } = redisConnection(config);
+  const redis = new Redis(where, {
+    ...options,
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
     commandTimeout: REQUEST_TIMEOUT_MS,
@@ -236,10 +247,14 @@ async function checkRedis(config: KadeConfig): Promise<Check[]> {
       await redis.connect();
       await redis.ping();
     } catch (err) {
-      return [
-        problem(`Redis: cannot reach ${where} (${message(lastError ?? err)}).`, 'check redis.url (KADE_REDIS_URL: redis:// or rediss://, user and password in the URL if needed), that Redis runs, and that this host may connect to it.'),
-        skip('Redis version and eviction policy: not checked because Redis is unreachable.'),
-      ];
+      // An AUTH failure rejects ping() (or connect()) itself; a socket or TLS error comes as an 'error' event.
+      const p = connectionProblem(err) ?? connectionProblem(lastError);
+      const first = p?.kind === 'authentication'
+        ? problem(`Redis: authentication failed at ${where} (${message(p.message)}).`, p.fix)
+        : p?.kind === 'tls'
+          ? problem(`Redis: the TLS handshake with ${where} failed (${message(p.message)}).`, p.fix)
+          : problem(`Redis: cannot reach ${where} (${message(lastError ?? err)}).`, `check redis.url (KADE_REDIS_URL: redis:// or rediss://, user and password in the URL if needed), that Redis runs, and that this host may connect to it${resetWithoutCert(config, lastError) ? '; a TLS server that requires client certificates (tls-auth-clients yes) resets connections without one: set redis.tls.certFile and redis.tls.keyFile' : ''}.`);
+      return [first, skip(`Redis version and eviction policy: not checked because ${p === null ? 'Redis is unreachable' : 'kade cannot connect to Redis'}.`)];
     }
     const checks: Check[] = [ok(`Redis: reachable at ${where}.`)];
     const server = parseInfo(await redis.info('server'));

@@ -13,6 +13,15 @@
  * after kill() takes ~10 s (the controller refuses the re-registration until the old broker
  * session expires, see docs/kafka-broker.md). Live instances are SIGKILLed when the Node
  * process exits or gets SIGINT/SIGTERM, so a crashed test run leaves no JVM behind.
+ *
+ * Security listeners (besides the PLAINTEXT one, which stays the inter-broker listener and the
+ * readiness probe's):
+ *
+ *   startKafkaInstance({ sasl: { mechanisms: ['SCRAM-SHA-512', 'PLAIN'], users: { kade: 'secret' } } })
+ *     -> k.saslBrokers: a SASL_PLAINTEXT listener. SCRAM credentials are created when the storage
+ *        is formatted (StorageTool --add-scram, KRaft), PLAIN users are listed in its JAAS line.
+ *   startKafkaInstance({ ssl: { keystoreFile, keystorePassword, truststoreFile, clientAuth: 'required' } })
+ *     -> k.sslBrokers: an SSL listener with a PKCS#12 keystore (see test-pki.ts) and a PEM truststore.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -35,11 +44,21 @@ export interface KafkaInstanceOptions {
   stopTimeoutMs?: number;
   /** Keep the temp dir after stop() (for debugging); default false. */
   keepDir?: boolean;
+  /** Add a SASL_PLAINTEXT listener with these mechanisms and users (name -> password). */
+  sasl?: { mechanisms: SaslMechanismName[]; users: Record<string, string> };
+  /** Add an SSL listener: PKCS#12 keystore of the broker, PEM CA file trusted for client certificates. */
+  ssl?: { keystoreFile: string; keystorePassword: string; truststoreFile?: string; clientAuth?: 'none' | 'requested' | 'required' };
 }
+
+export type SaslMechanismName = 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512';
 
 export interface KafkaInstance {
   /** ['127.0.0.1:<port>'] */
   readonly brokers: string[];
+  /** ['127.0.0.1:<port>'] of the SASL_PLAINTEXT listener; [] without the sasl option. */
+  readonly saslBrokers: string[];
+  /** ['127.0.0.1:<port>'] of the SSL listener; [] without the ssl option. */
+  readonly sslBrokers: string[];
   readonly port: number;
   readonly controllerPort: number;
   /** temp dir: server.properties, data/, broker.log */
@@ -147,6 +166,51 @@ function runJava(args: string[], logFile: string): Promise<void> {
   });
 }
 
+/** A JAAS/SCRAM-safe value: the tests choose the names and passwords, so refuse quoting trouble. */
+function plainWord(what: string, v: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(v)) throw new Error(`kafka-instance: ${what} ${JSON.stringify(v)}: use letters, digits, . _ - only`);
+  return v;
+}
+
+/** server.properties entries and StorageTool arguments of the SASL_PLAINTEXT and SSL listeners. */
+function securityListeners(opts: KafkaInstanceOptions, saslPort: number, sslPort: number): {
+  listeners: string[]; protocols: string[]; properties: Record<string, string>; formatArgs: string[];
+} {
+  const out = { listeners: [] as string[], protocols: [] as string[], properties: {} as Record<string, string>, formatArgs: [] as string[] };
+  if (opts.sasl !== undefined) {
+    const { mechanisms, users } = opts.sasl;
+    const entries = Object.entries(users).map(([n, p]) => [plainWord('user', n), plainWord('password', p)]);
+    out.listeners.push(`SASL_PLAINTEXT://127.0.0.1:${saslPort}`);
+    out.protocols.push('SASL_PLAINTEXT:SASL_PLAINTEXT');
+    out.properties['sasl.enabled.mechanisms'] = mechanisms.join(',');
+    out.properties['listener.name.sasl_plaintext.sasl.enabled.mechanisms'] = mechanisms.join(',');
+    for (const m of mechanisms) {
+      const prefix = `listener.name.sasl_plaintext.${m.toLowerCase()}.sasl.jaas.config`;
+      if (m === 'PLAIN') {
+        out.properties[prefix] = `org.apache.kafka.common.security.plain.PlainLoginModule required ${entries.map(([n, p]) => `user_${n}="${p}"`).join(' ')};`;
+      } else {
+        out.properties[prefix] = 'org.apache.kafka.common.security.scram.ScramLoginModule required;';
+        // KRaft: SCRAM credentials are metadata records, written at format time (Kafka >= 3.5).
+        for (const [n, p] of entries) out.formatArgs.push('--add-scram', `${m}=[name=${n},password=${p}]`);
+      }
+    }
+  }
+  if (opts.ssl !== undefined) {
+    const ssl = opts.ssl;
+    out.listeners.push(`SSL://127.0.0.1:${sslPort}`);
+    out.protocols.push('SSL:SSL');
+    out.properties['listener.name.ssl.ssl.keystore.type'] = 'PKCS12';
+    out.properties['listener.name.ssl.ssl.keystore.location'] = ssl.keystoreFile;
+    out.properties['listener.name.ssl.ssl.keystore.password'] = plainWord('keystore password', ssl.keystorePassword);
+    out.properties['listener.name.ssl.ssl.client.auth'] = ssl.clientAuth ?? 'none';
+    if (ssl.truststoreFile !== undefined) {
+      out.properties['listener.name.ssl.ssl.truststore.type'] = 'PEM';
+      out.properties['listener.name.ssl.ssl.truststore.location'] = ssl.truststoreFile;
+    }
+  }
+  return out;
+}
+
 export async function startKafkaInstance(opts: KafkaInstanceOptions = {}): Promise<KafkaInstance> {
   const libs = await kafkaLibs();
   const root = repoRoot();
@@ -160,18 +224,19 @@ export async function startKafkaInstance(opts: KafkaInstanceOptions = {}): Promi
   const dataDir = path.join(dir, 'data');
   const cfgFile = path.join(dir, 'server.properties');
   const logFile = path.join(dir, 'broker.log');
-  const [port, controllerPort] = await freePorts(2);
+  const [port, controllerPort, saslPort, sslPort] = await freePorts(4);
   const brokers = [`127.0.0.1:${port}`];
+  const extra = securityListeners(opts, saslPort, sslPort);
 
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
     'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
-    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port}`,
+    listeners: [`PLAINTEXT://127.0.0.1:${port}`, `CONTROLLER://127.0.0.1:${controllerPort}`, ...extra.listeners].join(','),
+    'advertised.listeners': [`PLAINTEXT://127.0.0.1:${port}`, ...extra.listeners].join(','),
     'inter.broker.listener.name': 'PLAINTEXT',
     'controller.listener.names': 'CONTROLLER',
-    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'listener.security.protocol.map': ['CONTROLLER:PLAINTEXT', 'PLAINTEXT:PLAINTEXT', ...extra.protocols].join(','),
     'log.dirs': dataDir,
     'offsets.topic.replication.factor': 1,
     'offsets.topic.num.partitions': 1,
@@ -187,6 +252,7 @@ export async function startKafkaInstance(opts: KafkaInstanceOptions = {}): Promi
     'broker.session.timeout.ms': 4000,
     'broker.heartbeat.interval.ms': 1000,
     'log.cleaner.dedupe.buffer.size': 33554432,
+    ...extra.properties,
     ...opts.serverProperties,
   };
   writeFileSync(cfgFile, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
@@ -194,7 +260,7 @@ export async function startKafkaInstance(opts: KafkaInstanceOptions = {}): Promi
   let clusterId: string;
   do { clusterId = randomBytes(16).toString('base64url'); } while (clusterId.startsWith('-'));
   try {
-    await runJava(['-Xmx256m', logOpt, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', cfgFile], logFile);
+    await runJava(['-Xmx256m', logOpt, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', cfgFile, ...extra.formatArgs], logFile);
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -265,6 +331,8 @@ export async function startKafkaInstance(opts: KafkaInstanceOptions = {}): Promi
 
   return {
     brokers,
+    saslBrokers: opts.sasl === undefined ? [] : [`127.0.0.1:${saslPort}`],
+    sslBrokers: opts.ssl === undefined ? [] : [`127.0.0.1:${sslPort}`],
     port,
     controllerPort,
     dir,

@@ -12,6 +12,10 @@
  * across kill()/restart() (AOF, appendfsync everysec: acknowledged writes survive a process kill).
  * Needs redis-server on PATH. Live instances are SIGKILLed when the Node process exits or gets
  * SIGINT/SIGTERM.
+ *
+ * { tls: { certFile, keyFile, caFile, authClients } } adds a TLS port (r.tlsPort, r.tlsUrl =
+ * rediss://127.0.0.1:<tlsPort>) next to the plain one, which stays for readiness and admin use.
+ * PEM files as made by test-pki.ts; redis-server must be built with TLS (Debian's is).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +35,8 @@ export interface RedisInstanceOptions {
   stopTimeoutMs?: number;
   /** Keep the temp dir after stop(); default false. */
   keepDir?: boolean;
+  /** Also listen with TLS on a second free port. authClients: whether clients need a certificate (default 'no'). */
+  tls?: { certFile: string; keyFile: string; caFile: string; authClients?: 'yes' | 'no' | 'optional' };
 }
 
 export interface RedisInstance {
@@ -38,6 +44,10 @@ export interface RedisInstance {
   readonly port: number;
   /** redis://127.0.0.1:<port> */
   readonly url: string;
+  /** The TLS port (tls option), else undefined. */
+  readonly tlsPort: number | undefined;
+  /** rediss://127.0.0.1:<tlsPort> (tls option), else undefined. */
+  readonly tlsUrl: string | undefined;
   readonly dir: string;
   readonly logFile: string;
   readonly pid: number | undefined;
@@ -110,9 +120,16 @@ export async function startRedisInstance(opts: RedisInstanceOptions = {}): Promi
   const dir = mkdtempSync(path.join(tmpdir(), 'kade-redis-'));
   const logFile = path.join(dir, 'redis.log');
   const port = await freePort();
+  let tlsPort: number | undefined;
+  while (opts.tls !== undefined && (tlsPort === undefined || tlsPort === port)) tlsPort = await freePort();
+  const tlsArgs = opts.tls === undefined ? [] : [
+    '--tls-port', String(tlsPort), '--tls-cert-file', opts.tls.certFile, '--tls-key-file', opts.tls.keyFile,
+    '--tls-ca-cert-file', opts.tls.caFile, '--tls-auth-clients', opts.tls.authClients ?? 'no',
+  ];
   const args = [
     '--port', String(port), '--bind', host, '--dir', dir, '--daemonize', 'no', '--save', '',
     '--appendonly', opts.appendOnly ? 'yes' : 'no', '--appendfsync', 'everysec',
+    ...tlsArgs,
     ...(opts.extraArgs ?? []),
   ];
   installExitHooks();
@@ -165,6 +182,8 @@ export async function startRedisInstance(opts: RedisInstanceOptions = {}): Promi
     host,
     port,
     url: `redis://${host}:${port}`,
+    tlsPort,
+    tlsUrl: tlsPort === undefined ? undefined : `rediss://${host}:${tlsPort}`,
     dir,
     logFile,
     get pid() { return alive() ? child?.pid : undefined; },

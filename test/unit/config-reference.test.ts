@@ -10,7 +10,7 @@ describe('README configuration reference', () => {
     for (const key of ['kafka.brokers', 'detector.latenessMs', 'router.alignMs', 'alerts.suppressionMs', 'redis.url']) {
       assert.match(ref, new RegExp(`\\| \`${key.replace('.', '\\.')}\` \\|`));
     }
-    assert.match(ref, /\| `redis\.url` \| `KADE_REDIS_URL` \| string \| \(secret\) \|/);
+    assert.match(ref, /\| `redis\.url` \| `KADE_REDIS_URL` \| redis-url \| \(secret\) \|/);
   });
 
   it('is up to date in README.md (run `npm run docs:config` after changing the schema)', () => {

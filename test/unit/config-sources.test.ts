@@ -89,7 +89,12 @@ describe('kade config: effective values with their sources', () => {
   });
 
   it('attributes an override of a parent object to the keys it holds', () => {
-    const s = configSources({ env: {}, overrides: { kafka: { clientId: 'x', brokers: ['b:1'], sessionTimeoutMs: 30000, maxBytesPerPartition: 1048576 } } });
+    const kafka = {
+      clientId: 'x', brokers: ['b:1'], sessionTimeoutMs: 30000, maxBytesPerPartition: 1048576,
+      ssl: { enabled: false, caFile: '', certFile: '', keyFile: '', rejectUnauthorized: true },
+      sasl: { mechanism: 'none', username: '', password: '' },
+    };
+    const s = configSources({ env: {}, overrides: { kafka } });
     assert.equal(s.find((x) => x.key === 'kafka.clientId')?.source, 'override');
     assert.equal(s.find((x) => x.key === 'topics.raw')?.source, 'default');
   });
