@@ -194,6 +194,8 @@ const EVAL_CHUNK = 2000;
 export class Detector {
   private readonly partitions = new Map<number, PartitionState>();
   private committed = new Map<number, CommittedPosition>();
+  /** Partitions forgotten after a failed flush: where their consumer must read again from. */
+  private readonly seekAfterError = new Map<number, number>();
   private readonly preAggregator: PreAggregator;
 
   constructor(
@@ -210,6 +212,7 @@ export class Detector {
   reset(): void {
     this.partitions.clear();
     this.committed.clear();
+    this.seekAfterError.clear();
   }
 
   /**
@@ -255,6 +258,11 @@ export class Detector {
         ps.rebuildUntil = snap.rebuildUntil;
         ps.pendingSeek = this.replayFrom(ps);
       }
+    }
+    const afterError = this.seekAfterError.get(p);
+    if (afterError !== undefined) {
+      this.seekAfterError.delete(p);
+      ps.pendingSeek = Math.min(afterError, ps.pendingSeek ?? Infinity);
     }
     this.partitions.set(p, ps);
     return ps;
@@ -378,7 +386,7 @@ export class Detector {
     if (late > 0) this.events.late?.(partition, late);
     if (replayed > 0) this.events.replayed?.(partition, replayed);
     if (!this.flushDue(ps, now)) return { applied, late, replayed };
-    const flushed = await this.flush(partition, ps);
+    const flushed = await this.flushOrForget(partition, ps);
     return { applied, late, replayed, ...flushed };
   }
 
@@ -448,6 +456,22 @@ export class Detector {
     return offset;
   }
 
+  /**
+   * flush(), and on failure (Redis down, publish failed) forgets the partition's memory: it is
+   * reloaded from Redis, as after a crash, and the buffered records, which Kafka will not
+   * redeliver by itself (only the failed batch), are read again from the first of them.
+   */
+  private async flushOrForget(partition: number, ps: PartitionState): Promise<{ commit?: number; seek?: number }> {
+    try {
+      return await this.flush(partition, ps);
+    } catch (err) {
+      const from = ps.buffer.firstOffset;
+      this.partitions.delete(partition);
+      if (from !== null) this.seekAfterError.set(partition, from);
+      throw err;
+    }
+  }
+
   /** True if nothing of this partition waits in memory: its position may be committed. */
   durableFor(partition: number): boolean {
     const ps = this.partitions.get(partition);
@@ -459,7 +483,7 @@ export class Detector {
     const commits: Array<{ partition: number; offset: number }> = [];
     for (const [p, ps] of this.partitions) {
       if (ps.buffer.firstOffset === null || ps.pendingSeek !== null) continue;
-      const r = await this.flush(p, ps);
+      const r = await this.flushOrForget(p, ps);
       if (r.commit !== undefined) commits.push({ partition: p, offset: r.commit });
     }
     return commits;
@@ -500,7 +524,17 @@ export class Detector {
       if (ps.pendingSeek !== null) continue;
       // A buffer older than the flush interval is written even when no batch comes.
       if (ps.buffer.firstOffset !== null && this.flushDue(ps, now)) {
-        const r = await this.flush(p, ps);
+        let r: { commit?: number; seek?: number };
+        try {
+          r = await this.flushOrForget(p, ps);
+        } catch {
+          // Redis is down: the partition reloads on its next batch; its buffered records are
+          // read again from the first of them.
+          const seek = this.seekAfterError.get(p);
+          this.seekAfterError.delete(p);
+          if (seek !== undefined) out.seeks.push({ partition: p, offset: seek });
+          continue;
+        }
         if (r.seek !== undefined) out.seeks.push({ partition: p, offset: r.seek });
         if (r.commit !== undefined) out.commits.push({ partition: p, offset: r.commit });
         continue;
