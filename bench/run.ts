@@ -5,8 +5,9 @@
  *   npm run bench                          1M events, 3 runs of each measurement
  *   npm run bench -- --quick               100k events (smoke run)
  *   npm run bench -- --events 300000 --runs 5
+ *   npm run bench -- --router-only --events 100000   only the no-op (raw) and router runs, docs untouched
  *   flags: --seed N, --live-rate N, --live-seconds N, --live-attacks N, --no-live, --no-flat, --no-profile,
- *          --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
+ *          --router-only, --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
  *
  * Every worker (router, detector, no-op consumer) is a separate node process, so CPU, RSS and
  * profiles are per worker. See docs/benchmarks.md for the method and the latest figures.
@@ -52,6 +53,8 @@ interface Options {
   profile: boolean;
   /** false: only the live run (debugging); docs/benchmarks.md is then left alone. */
   throughput: boolean;
+  /** Only the no-op (raw topic) and router runs (+ the router profile); docs/benchmarks.md is left alone. */
+  routerOnly: boolean;
   redisUrl: string | null;
   keep: boolean;
   latenessMs: number;
@@ -72,6 +75,7 @@ function options(argv: string[]): Options {
       'no-flat': { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
       'live-only': { type: 'boolean', default: false },
+      'router-only': { type: 'boolean', default: false },
       'redis-url': { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -79,7 +83,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--redis-url URL] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--router-only] [--redis-url URL] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -89,19 +93,21 @@ function options(argv: string[]): Options {
     return n;
   };
   const quick = values.quick;
+  const routerOnly = values['router-only'];
   return {
     events: int(values.events, quick ? 100_000 : 1_000_000, 'events'),
     runs: int(values.runs, 3, 'runs'),
     quick,
     seed: int(values.seed, 42, 'seed'),
-    live: !values['no-live'],
+    live: !values['no-live'] && !routerOnly,
     liveRate: int(values['live-rate'], 2000, 'live-rate'),
     // At least 4 minutes: the generator plants attacks only where whole panes fit.
     liveSeconds: int(values['live-seconds'], 240, 'live-seconds'),
     liveAttacks: int(values['live-attacks'], 300, 'live-attacks'),
-    flat: !values['no-flat'],
+    flat: !values['no-flat'] && !routerOnly,
     profile: !values['no-profile'],
     throughput: !values['live-only'],
+    routerOnly,
     redisUrl: values['redis-url'] ?? null,
     keep: values.keep,
     // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
@@ -820,7 +826,7 @@ async function main(): Promise<void> {
     const keyed10 = runs.router10[0]?.outputTopic;
 
     // 3. Detector alone on the pre-filled keyed topic, next to the no-op consumer on it.
-    for (let i = 1; i <= opts.runs; i++) {
+    for (let i = 1; i <= (opts.routerOnly ? 0 : opts.runs); i++) {
       log(`detector phase, run ${i}/${opts.runs}`);
       runs.noopKeyed.push(await runNoop(ctx, keyed1, 'keyed', i, 1));
       runs.detector.push(await runDetector(ctx, keyed1, 'x1', i, 1));
@@ -831,12 +837,14 @@ async function main(): Promise<void> {
     // through a counting proxy to count round trips.
     if (opts.profile) {
       log('profiling runs (router and detector with --cpu-prof; detector behind a counting Redis proxy)');
-      for (const f of readdirSync(profileDir)) if (f.endsWith('.cpuprofile')) rmSync(path.join(profileDir, f));
+      for (const f of readdirSync(profileDir)) {
+        if (f.endsWith('.cpuprofile') && !(opts.routerOnly && f.startsWith('detector'))) rmSync(path.join(profileDir, f));
+      }
       profRouter = await runRouter(ctx, raw1, `${runId}.keyed.profile`, 'x1', 0, 1, 'router.cpuprofile.tmp');
-      profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
+      if (!opts.routerOnly) profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
       for (const [role, r] of [['router', profRouter], ['detector', profDetector]] as const) {
-        const tmp = r.profile as string;
-        if (!existsSync(tmp)) continue;
+        const tmp = r?.profile;
+        if (tmp === undefined || !existsSync(tmp)) continue;
         const final = path.join(profileDir, `${role}.cpuprofile`);
         renameSync(tmp, final);
         const s = summarizeProfile(final, 15);
@@ -1020,7 +1028,9 @@ async function main(): Promise<void> {
   const jsonFile = path.join(resultsDir, `${stamp}.json`);
   writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);
   log(`result: ${path.relative(root, jsonFile)}`);
-  if (errors.length === 0 && opts.throughput) {
+  if (errors.length === 0 && opts.routerOnly) {
+    log('docs/benchmarks.md left alone (--router-only)');
+  } else if (errors.length === 0 && opts.throughput) {
     writeFileSync(path.join(root, 'docs', 'benchmarks.md'), markdown({
       machine, command, opts, startedAt, minutes: result.minutes, raw1, raw10, s, header, rows, redisRows, live, liveRows,
       targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile), fieldRows, commandRows,

@@ -63,7 +63,7 @@ export function routeRecords(records: SourceRecord[], opts: RouteOptions): Route
           const projected = plan.project(ev.record);
           for (const group of plan.groupsOf(ev.record)) {
             keyed.push({
-              key: groupKafkaKey(group),
+              key: Buffer.from(groupKafkaKey(group)),
               value: opts.codec.encode({ rule: plan.id, group, eventTime: ev.eventTime, record: projected }),
             });
           }
