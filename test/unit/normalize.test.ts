@@ -537,6 +537,34 @@ describe('normalize: bad input', () => {
     assert.equal(decodeRawMessage(buf(inString), big).events.length, 1);
   });
 
+  it('the depth cap holds at its boundary whether or not the text has more brackets than the cap', () => {
+    const at = (maxJsonDepth: number): NormalizeOptions => ({ ...OPTS, maxJsonDepth });
+    const good = JSON.stringify(GOOD);
+    const own = (good.match(/[[{]/g) ?? []).length;
+    const depthOf = (text: string): number => {
+      let d = 0;
+      let max = 0;
+      for (const c of text.replace(/"(?:[^"\\]|\\.)*"/g, '""')) {
+        if (c === '{' || c === '[') max = Math.max(max, ++d);
+        else if (c === '}' || c === ']') d--;
+      }
+      return max;
+    };
+    const depth = depthOf(good);
+    assert.ok(own > depth, 'the template has sibling brackets');
+    // exactly at the cap: accepted, with few brackets (cap = count) and with many (cap = depth)
+    assert.equal(decodeRawMessage(buf(good), at(own)).events.length, 1);
+    assert.equal(decodeRawMessage(buf(good), at(depth)).events.length, 1);
+    // one level past the cap: too-deep, both when the brackets are few and when they are many
+    assertThrowsReason(buf(good), 'too-deep', at(depth - 1));
+    const nested = (d: number): Buffer => buf(JSON.stringify({ ...GOOD, requestObject: 0 } as Raw).replace('"requestObject":0', `"requestObject":${'['.repeat(d)}${']'.repeat(d)}`));
+    assertThrowsReason(nested(own), 'too-deep', at(own));
+    assert.equal(decodeRawMessage(nested(own - depth), at(own)).events.length, 1);
+    // brackets in strings count for the quick check only, never for the depth
+    const inString = buf(JSON.stringify({ ...GOOD, userAgent: '{'.repeat(200) }));
+    assert.equal(decodeRawMessage(inString, at(depth)).events.length, 1);
+  });
+
   it('JSON that is not an object -> not-an-object', () => {
     for (const text of ['5', '-1.5', 'null', 'true', '"kind: Event"']) assertThrowsReason(buf(text), 'not-an-object');
   });
