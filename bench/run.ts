@@ -6,6 +6,7 @@
  *   npm run bench -- --quick               100k events (smoke run)
  *   npm run bench -- --events 300000 --runs 5
  *   npm run bench -- --router-only --events 100000   only the no-op (raw) and router runs, docs untouched
+ *   npm run bench -- --router-only --compare-cli /other/build/dist/src/cli.js   + that build's router, same run
  *   flags: --seed N, --live-rate N, --live-seconds N, --live-attacks N, --no-live, --no-flat, --no-profile,
  *          --router-only, --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
  *
@@ -55,6 +56,8 @@ interface Options {
   throughput: boolean;
   /** Only the no-op (raw topic) and router runs (+ the router profile); docs/benchmarks.md is left alone. */
   routerOnly: boolean;
+  /** Another build's dist/src/cli.js: its router runs after each router run (router-only mode), for an A/B ratio. */
+  compareCli: string | null;
   redisUrl: string | null;
   keep: boolean;
   latenessMs: number;
@@ -76,6 +79,7 @@ function options(argv: string[]): Options {
       'no-profile': { type: 'boolean', default: false },
       'live-only': { type: 'boolean', default: false },
       'router-only': { type: 'boolean', default: false },
+      'compare-cli': { type: 'string' },
       'redis-url': { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -83,7 +87,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--router-only] [--redis-url URL] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--router-only] [--compare-cli PATH] [--redis-url URL] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -108,6 +112,7 @@ function options(argv: string[]): Options {
     profile: !values['no-profile'],
     throughput: !values['live-only'],
     routerOnly,
+    compareCli: values['compare-cli'] ?? null,
     redisUrl: values['redis-url'] ?? null,
     keep: values.keep,
     // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
@@ -237,7 +242,7 @@ async function runNoop(ctx: Ctx, topic: string, label: string, run: number, acto
 }
 
 async function runRouter(
-  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string,
+  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string, cli = CLI,
 ): Promise<StageRun> {
   const groupId = `${ctx.runId}-router-${label}-r${run}`;
   await createTopic(ctx.admin, keyedTopic, 6);
@@ -260,7 +265,7 @@ async function runRouter(
   const ends = await endOffsets(ctx.admin, raw.topic);
   const w = spawnWorker({
     name: `router-${label}-r${run}${profileName ? '-profile' : ''}`,
-    script: CLI,
+    script: cli,
     args: ['run', '--role', 'router'],
     env: kadeEnv(config),
     nodeArgs: profileName ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', profileName] : [],
@@ -792,7 +797,7 @@ async function main(): Promise<void> {
   };
   const runs = {
     noopRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
-    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[],
+    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[],
   };
   let raw1: LoadResult | null = null;
   let raw10: LoadResult | null = null;
@@ -821,6 +826,9 @@ async function main(): Promise<void> {
       runs.noopRaw.push(await runNoop(ctx, raw1.topic, 'raw', i, 1));
       runs.router.push(await runRouter(ctx, raw1, `${runId}.keyed.r${i}`, 'x1', i, 1));
       if (raw10) runs.router10.push(await runRouter(ctx, raw10, `${runId}.keyed10.r${i}`, 'x10', i, 10));
+      if (opts.routerOnly && opts.compareCli !== null) {
+        runs.routerCompare.push(await runRouter(ctx, raw1, `${runId}.keyed.cmp.r${i}`, 'cmp', i, 1, undefined, opts.compareCli));
+      }
     }
     const keyed1 = runs.router[0].outputTopic as string;
     const keyed10 = runs.router10[0]?.outputTopic;
@@ -957,6 +965,11 @@ async function main(): Promise<void> {
     ['detector (to lag 0 + windows closed)', `${fmt(s.detectorRate)} rec/s`, range(runs.detector), fmt(s.detectorRatio, 2), fmt(s.detectorCpuUs, 1), mib(s.detectorPeakRss)],
     ['detector (to lag 0 only)', `${fmt(s.detectorRateToLagZero)} rec/s`, '', fmt(s.detectorRatioToLagZero, 2), '', ''],
     ['router, 10x actors', `${fmt(s.router10Rate)} ev/s`, range(runs.router10), `${fmt(s.flatRouter, 2)} x router`, fmt(med(runs.router10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.router10.map((r) => r.peakRssBytes)))],
+    ...(runs.routerCompare.length > 0 ? [[
+      `router of ${opts.compareCli}`, `${fmt(med(runs.routerCompare, (r) => r.rate))} ev/s`, range(runs.routerCompare),
+      `${fmt(pairedRatio(runs.routerCompare, runs.noopRaw), 2)} (this build / it: ${fmt(pairedRatio(runs.router, runs.routerCompare), 2)})`,
+      fmt(med(runs.routerCompare, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.routerCompare.map((r) => r.peakRssBytes))),
+    ]] : []),
     ['detector, 10x actors', `${fmt(s.detector10Rate)} rec/s`, range(runs.detector10), `${fmt(s.flatDetector, 2)} x detector`, fmt(med(runs.detector10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detector10.map((r) => r.peakRssBytes)))],
   ];
   const header = ['stage (median of runs)', 'rate', 'range of runs', 'ratio (paired median)', 'CPU us/rec', 'peak RSS'];

@@ -52,15 +52,17 @@ export function decodeRawMessage(value: Buffer | null, opts: NormalizeOptions): 
   const doc = parseJson(text, maxDepth);
   const out: DecodedMessage = { events: [], failures: [] };
   const items = unwrap(doc);
-  items.forEach((item, index) => {
+  for (let index = 0; index < items.length; index++) {
+    const item = items[index];
     try {
       const event = typeof item === 'string' ? parseJson(item, maxDepth) : item;
-      out.events.push({ ...normalizeEvent(event, opts), index });
+      const { record, eventTime } = normalizeEvent(event, opts);
+      out.events.push({ record, eventTime, index });
     } catch (err) {
       if (!(err instanceof BadInputError)) throw err;
       out.failures.push({ index, error: err });
     }
-  });
+  }
   return out;
 }
 
@@ -209,7 +211,8 @@ function annotations(value: unknown): Record<string, string> {
   if (value === undefined || value === null) return {};
   if (!isObject(value)) throw wrongType('annotations', 'an object', value);
   const out: Record<string, string> = {};
-  for (const [key, v] of Object.entries(value)) {
+  for (const key in value) {
+    const v = value[key];
     if (typeof v !== 'string') throw wrongType(`annotations["${key}"]`, 'a string', v);
     // An empty annotation is absent: Elastic's ingest pipeline drops empty values.
     if (v.length > 0) out[key] = v;
