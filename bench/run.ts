@@ -58,6 +58,10 @@ interface Options {
   routerOnly: boolean;
   /** Another build's dist/src/cli.js: its router runs after each router run (router-only mode), for an A/B ratio. */
   compareCli: string | null;
+  /** Extra node flags for this build's router processes, given without their leading -- (parseArgs refuses a value starting with a dash), space-separated: `--router-node-args max-semi-space-size=64`. */
+  routerNodeArgs: string[];
+  /** Config overrides for this build's router processes only (`--router-set kafka.maxBytesPerPartition=4194304`). */
+  routerSet: Record<string, unknown>;
   redisUrl: string | null;
   keep: boolean;
   latenessMs: number;
@@ -80,6 +84,8 @@ function options(argv: string[]): Options {
       'live-only': { type: 'boolean', default: false },
       'router-only': { type: 'boolean', default: false },
       'compare-cli': { type: 'string' },
+      'router-node-args': { type: 'string' },
+      'router-set': { type: 'string', multiple: true },
       'redis-url': { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -87,7 +93,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--router-only] [--compare-cli PATH] [--redis-url URL] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -113,6 +119,13 @@ function options(argv: string[]): Options {
     throughput: !values['live-only'],
     routerOnly,
     compareCli: values['compare-cli'] ?? null,
+    routerSet: Object.fromEntries((values['router-set'] ?? []).map((kv) => {
+      const at = kv.indexOf('=');
+      if (at <= 0) throw new Error(`--router-set takes KEY=VALUE, got ${kv}`);
+      const v = kv.slice(at + 1);
+      return [kv.slice(0, at), /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v];
+    })),
+    routerNodeArgs: (values['router-node-args'] ?? '').split(' ').filter((a) => a.length > 0).map((a) => (a.startsWith('-') ? a : `--${a}`)),
     redisUrl: values['redis-url'] ?? null,
     keep: values.keep,
     // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
@@ -242,7 +255,7 @@ async function runNoop(ctx: Ctx, topic: string, label: string, run: number, acto
 }
 
 async function runRouter(
-  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string, cli = CLI,
+  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string, otherCli?: string,
 ): Promise<StageRun> {
   const groupId = `${ctx.runId}-router-${label}-r${run}`;
   await createTopic(ctx.admin, keyedTopic, 6);
@@ -259,16 +272,20 @@ async function runRouter(
     'redis.keyPrefix': `${ctx.runId}-unused`,
     'http.port': port,
     'log.level': 'info',
+    ...(otherCli === undefined ? ctx.opts.routerSet : {}),
   });
   ctx.topics.add(`${ctx.runId}.alerts.router`);
   ctx.topics.add(`${raw.topic}.dlq`);
   const ends = await endOffsets(ctx.admin, raw.topic);
   const w = spawnWorker({
     name: `router-${label}-r${run}${profileName ? '-profile' : ''}`,
-    script: cli,
+    script: otherCli ?? CLI,
     args: ['run', '--role', 'router'],
     env: kadeEnv(config),
-    nodeArgs: profileName ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', profileName] : [],
+    nodeArgs: [
+      ...(otherCli === undefined ? ctx.opts.routerNodeArgs : []),
+      ...(profileName ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', profileName] : []),
+    ],
     logDir: ctx.logDir,
     httpPort: port,
   });
