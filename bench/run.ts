@@ -5,14 +5,16 @@
  *   npm run bench                          1M events, 3 runs of each measurement
  *   npm run bench -- --quick               100k events (smoke run)
  *   npm run bench -- --events 300000 --runs 5
+ *   npm run bench -- --router-only --events 100000   only the no-op (raw) and router runs, docs untouched
+ *   npm run bench -- --router-only --compare-cli /other/build/dist/src/cli.js   + that build's router, same run
  *   flags: --seed N, --live-rate N, --live-seconds N, --live-attacks N, --no-live, --no-flat, --no-profile,
  *          --detector-only (detector + no-op keyed runs only; prints the figures, leaves docs/benchmarks.md alone),
- *          --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
+ *          --router-only, --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
  *
  * Every worker (router, detector, no-op consumer) is a separate node process, so CPU, RSS and
  * profiles are per worker. See docs/benchmarks.md for the method and the latest figures.
  */
-import { mkdirSync, renameSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import Redis from 'ioredis';
@@ -33,7 +35,7 @@ import {
 } from './lib/kafka-util';
 import { ProfileSummary, summarizeProfile } from './lib/profile';
 import { PaneCensus, ProxyCounts, RedisDelta, paneCensus, redisDelta, redisSnapshot, startCountingProxy } from './lib/redis-stats';
-import { Machine, machineInfo, mdTable, textTable } from './lib/report';
+import { Machine, keptBlocks, machineInfo, mdTable, textTable } from './lib/report';
 import { fmt, freePort, log, median, percentile, sleep } from './lib/util';
 import { CLI, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnWorker } from './lib/workers';
 
@@ -55,6 +57,14 @@ interface Options {
   throughput: boolean;
   /** Only the detector and the no-op keyed consumer (one router run makes the keyed topic); docs/benchmarks.md left alone. */
   detectorOnly: boolean;
+  /** Only the no-op (raw topic) and router runs (+ the router profile); docs/benchmarks.md is left alone. */
+  routerOnly: boolean;
+  /** Another build's dist/src/cli.js: its router runs after each router run (router-only mode), for an A/B ratio. */
+  compareCli: string | null;
+  /** Extra node flags for this build's router processes, given without their leading -- (parseArgs refuses a value starting with a dash), space-separated: `--router-node-args max-semi-space-size=64`. */
+  routerNodeArgs: string[];
+  /** Config overrides for this build's router processes only (`--router-set kafka.maxBytesPerPartition=4194304`). */
+  routerSet: Record<string, unknown>;
   redisUrl: string | null;
   keep: boolean;
   latenessMs: number;
@@ -76,6 +86,10 @@ function options(argv: string[]): Options {
       'no-profile': { type: 'boolean', default: false },
       'live-only': { type: 'boolean', default: false },
       'detector-only': { type: 'boolean', default: false },
+      'router-only': { type: 'boolean', default: false },
+      'compare-cli': { type: 'string' },
+      'router-node-args': { type: 'string' },
+      'router-set': { type: 'string', multiple: true },
       'redis-url': { type: 'string' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -83,7 +97,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--redis-url URL] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -93,20 +107,30 @@ function options(argv: string[]): Options {
     return n;
   };
   const quick = values.quick;
+  const routerOnly = values['router-only'];
   return {
     events: int(values.events, quick ? 100_000 : 1_000_000, 'events'),
     runs: int(values.runs, 3, 'runs'),
     quick,
     seed: int(values.seed, 42, 'seed'),
-    live: !values['no-live'],
+    live: !values['no-live'] && !routerOnly,
     liveRate: int(values['live-rate'], 2000, 'live-rate'),
     // At least 4 minutes: the generator plants attacks only where whole panes fit.
     liveSeconds: int(values['live-seconds'], 240, 'live-seconds'),
     liveAttacks: int(values['live-attacks'], 300, 'live-attacks'),
-    flat: !values['no-flat'],
+    flat: !values['no-flat'] && !routerOnly,
     profile: !values['no-profile'],
     throughput: !values['live-only'],
     detectorOnly: values['detector-only'],
+    routerOnly,
+    compareCli: values['compare-cli'] ?? null,
+    routerSet: Object.fromEntries((values['router-set'] ?? []).map((kv) => {
+      const at = kv.indexOf('=');
+      if (at <= 0) throw new Error(`--router-set takes KEY=VALUE, got ${kv}`);
+      const v = kv.slice(at + 1);
+      return [kv.slice(0, at), /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v];
+    })),
+    routerNodeArgs: (values['router-node-args'] ?? '').split(' ').filter((a) => a.length > 0).map((a) => (a.startsWith('-') ? a : `--${a}`)),
     redisUrl: values['redis-url'] ?? null,
     keep: values.keep,
     // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
@@ -236,7 +260,7 @@ async function runNoop(ctx: Ctx, topic: string, label: string, run: number, acto
 }
 
 async function runRouter(
-  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string,
+  ctx: Ctx, raw: LoadResult, keyedTopic: string, label: string, run: number, actorsScale: number, profileName?: string, otherCli?: string,
 ): Promise<StageRun> {
   const groupId = `${ctx.runId}-router-${label}-r${run}`;
   await createTopic(ctx.admin, keyedTopic, 6);
@@ -253,16 +277,20 @@ async function runRouter(
     'redis.keyPrefix': `${ctx.runId}-unused`,
     'http.port': port,
     'log.level': 'info',
+    ...(otherCli === undefined ? ctx.opts.routerSet : {}),
   });
   ctx.topics.add(`${ctx.runId}.alerts.router`);
   ctx.topics.add(`${raw.topic}.dlq`);
   const ends = await endOffsets(ctx.admin, raw.topic);
   const w = spawnWorker({
     name: `router-${label}-r${run}${profileName ? '-profile' : ''}`,
-    script: CLI,
+    script: otherCli ?? CLI,
     args: ['run', '--role', 'router'],
     env: kadeEnv(config),
-    nodeArgs: profileName ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', profileName] : [],
+    nodeArgs: [
+      ...(otherCli === undefined ? ctx.opts.routerNodeArgs : []),
+      ...(profileName ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', profileName] : []),
+    ],
     logDir: ctx.logDir,
     httpPort: port,
   });
@@ -791,7 +819,7 @@ async function main(): Promise<void> {
   };
   const runs = {
     noopRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
-    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[],
+    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[],
   };
   let raw1: LoadResult | null = null;
   let raw10: LoadResult | null = null;
@@ -820,12 +848,15 @@ async function main(): Promise<void> {
       if (!opts.detectorOnly) runs.noopRaw.push(await runNoop(ctx, raw1.topic, 'raw', i, 1));
       runs.router.push(await runRouter(ctx, raw1, `${runId}.keyed.r${i}`, 'x1', i, 1));
       if (raw10) runs.router10.push(await runRouter(ctx, raw10, `${runId}.keyed10.r${i}`, 'x10', i, 10));
+      if (opts.routerOnly && opts.compareCli !== null) {
+        runs.routerCompare.push(await runRouter(ctx, raw1, `${runId}.keyed.cmp.r${i}`, 'cmp', i, 1, undefined, opts.compareCli));
+      }
     }
     const keyed1 = runs.router[0].outputTopic as string;
     const keyed10 = runs.router10[0]?.outputTopic;
 
     // 3. Detector alone on the pre-filled keyed topic, next to the no-op consumer on it.
-    for (let i = 1; i <= opts.runs; i++) {
+    for (let i = 1; i <= (opts.routerOnly ? 0 : opts.runs); i++) {
       log(`detector phase, run ${i}/${opts.runs}`);
       runs.noopKeyed.push(await runNoop(ctx, keyed1, 'keyed', i, 1));
       runs.detector.push(await runDetector(ctx, keyed1, 'x1', i, 1));
@@ -836,13 +867,15 @@ async function main(): Promise<void> {
     // through a counting proxy to count round trips.
     if (opts.profile) {
       log('profiling runs (router and detector with --cpu-prof; detector behind a counting Redis proxy)');
-      for (const f of readdirSync(profileDir)) if (f.endsWith('.cpuprofile')) rmSync(path.join(profileDir, f));
+      for (const f of readdirSync(profileDir)) {
+        const keep = (opts.routerOnly && f.startsWith('detector')) || (opts.detectorOnly && f.startsWith('router'));
+        if (f.endsWith('.cpuprofile') && !keep) rmSync(path.join(profileDir, f));
+      }
       if (!opts.detectorOnly) profRouter = await runRouter(ctx, raw1, `${runId}.keyed.profile`, 'x1', 0, 1, 'router.cpuprofile.tmp');
-      profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
+      if (!opts.routerOnly) profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
       for (const [role, r] of [['router', profRouter], ['detector', profDetector]] as const) {
-        if (r === null) continue;
-        const tmp = r.profile as string;
-        if (!existsSync(tmp)) continue;
+        const tmp = r?.profile;
+        if (tmp === undefined || !existsSync(tmp)) continue;
         const final = path.join(profileDir, `${role}.cpuprofile`);
         renameSync(tmp, final);
         const s = summarizeProfile(final, 15);
@@ -955,6 +988,11 @@ async function main(): Promise<void> {
     ['detector (to lag 0 + windows closed)', `${fmt(s.detectorRate)} rec/s`, range(runs.detector), fmt(s.detectorRatio, 2), fmt(s.detectorCpuUs, 1), mib(s.detectorPeakRss)],
     ['detector (to lag 0 only)', `${fmt(s.detectorRateToLagZero)} rec/s`, '', fmt(s.detectorRatioToLagZero, 2), '', ''],
     ['router, 10x actors', `${fmt(s.router10Rate)} ev/s`, range(runs.router10), `${fmt(s.flatRouter, 2)} x router`, fmt(med(runs.router10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.router10.map((r) => r.peakRssBytes)))],
+    ...(runs.routerCompare.length > 0 ? [[
+      `router of ${opts.compareCli}`, `${fmt(med(runs.routerCompare, (r) => r.rate))} ev/s`, range(runs.routerCompare),
+      `${fmt(pairedRatio(runs.routerCompare, runs.noopRaw), 2)} (this build / it: ${fmt(pairedRatio(runs.router, runs.routerCompare), 2)})`,
+      fmt(med(runs.routerCompare, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.routerCompare.map((r) => r.peakRssBytes))),
+    ]] : []),
     ['detector, 10x actors', `${fmt(s.detector10Rate)} rec/s`, range(runs.detector10), `${fmt(s.flatDetector, 2)} x detector`, fmt(med(runs.detector10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detector10.map((r) => r.peakRssBytes)))],
   ];
   const header = ['stage (median of runs)', 'rate', 'range of runs', 'ratio (paired median)', 'CPU us/rec', 'peak RSS'];
@@ -1026,10 +1064,14 @@ async function main(): Promise<void> {
   const jsonFile = path.join(resultsDir, `${stamp}.json`);
   writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);
   log(`result: ${path.relative(root, jsonFile)}`);
-  if (errors.length === 0 && opts.throughput && !opts.detectorOnly) {
-    writeFileSync(path.join(root, 'docs', 'benchmarks.md'), markdown({
+  if (errors.length === 0 && (opts.routerOnly || opts.detectorOnly)) {
+    log(`docs/benchmarks.md left alone (--${opts.routerOnly ? 'router' : 'detector'}-only)`);
+  } else if (errors.length === 0 && opts.throughput) {
+    const mdFile = path.join(root, 'docs', 'benchmarks.md');
+    const kept = existsSync(mdFile) ? keptBlocks(readFileSync(mdFile, 'utf8')) : [];
+    writeFileSync(mdFile, markdown({
       machine, command, opts, startedAt, minutes: result.minutes, raw1, raw10, s, header, rows, redisRows, live, liveRows,
-      targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile), fieldRows, commandRows,
+      targetHeader, targetRows, profiles, jsonFile: path.relative(root, jsonFile), fieldRows, commandRows, kept,
     }));
     log('docs/benchmarks.md updated');
   } else {
@@ -1068,6 +1110,8 @@ interface MdInput {
   jsonFile: string;
   fieldRows: string[][];
   commandRows: string[][];
+  /** Blocks from `<!-- KEEP -->` to `<!-- /KEEP -->` of the previous docs/benchmarks.md, markers included. */
+  kept: string[];
 }
 
 function markdown(m: MdInput): string {
@@ -1075,7 +1119,7 @@ function markdown(m: MdInput): string {
   const L: string[] = [];
   L.push('# Benchmarks');
   L.push('');
-  L.push('<!-- Generated by `npm run bench` (bench/run.ts); edits are overwritten by the next run. -->');
+  L.push('<!-- Generated by `npm run bench` (bench/run.ts); edits are overwritten by the next run, except the hand-written sections between KEEP markers. -->');
   L.push('');
   L.push(`Latest run: ${m.startedAt.toISOString()}, ${m.minutes.toFixed(1)} minutes, \`${m.command}\` `
     + `(full result: \`${m.jsonFile}\`, git-ignored).`);
@@ -1152,6 +1196,8 @@ function markdown(m: MdInput): string {
     L.push(mdTable(['area', 'self % of busy'], p.byArea.map((a) => [a.area, fmt(a.selfShare * 100, 1)])));
     L.push('');
   }
+  // Hand-written notes (e.g. the log of optimizations) survive a regeneration.
+  for (const block of m.kept) L.push(block, '');
   L.push('## Method');
   L.push('');
   L.push(`- **Load**: \`generateAuditStream\` (test/helpers/audit-generator.ts) is produced once into a fresh raw topic`);

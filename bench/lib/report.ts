@@ -77,3 +77,8 @@ export function mdTable(header: string[], rows: string[][]): string {
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
   ].join('\n');
 }
+
+/** The hand-written blocks of a generated file: each from a `<!-- KEEP -->` line to its `<!-- /KEEP -->` line. */
+export function keptBlocks(text: string): string[] {
+  return [...text.matchAll(/^<!-- KEEP -->$[\s\S]*?^<!-- \/KEEP -->$/gm)].map((m) => m[0]);
+}

@@ -12,14 +12,16 @@ export interface BatchHandler {
  * unresolved, so Kafka redelivers it.
  */
 export async function runBatchLoop(
-  consumer: Consumer, topic: string, handle: BatchHandler, opts: { autoCommit?: boolean } = {},
+  consumer: Consumer, topic: string, handle: BatchHandler,
+  opts: { autoCommit?: boolean; partitionsConsumedConcurrently?: number } = {},
 ): Promise<void> {
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
     // autoCommit false: the handler commits the offsets itself (inside a Kafka transaction).
     autoCommit: opts.autoCommit ?? true,
     eachBatchAutoResolve: false,
-    partitionsConsumedConcurrently: 1,
+    // Batches of one partition are always handled one after the other, whatever this says.
+    partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
     eachBatch: async (payload) => {
       const { batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale } = payload;
       if (!isRunning() || isStale() || batch.messages.length === 0) return;

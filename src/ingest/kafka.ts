@@ -1,7 +1,8 @@
-import { Kafka, LogEntry, Partitioners, Producer, ProducerConfig, logLevel } from 'kafkajs';
+import { Kafka, LogEntry, Producer, ProducerConfig, logLevel } from 'kafkajs';
 import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig } from '../config/load';
 import { Logger } from '../ops/logger';
+import { FastDefaultPartitioner } from './partitioner';
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'info', [logLevel.DEBUG]: 'debug',
@@ -36,7 +37,7 @@ export function createProducer(kafka: Kafka, extra: Partial<ProducerConfig> = {}
   return kafka.producer({
     idempotent: true,
     maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
+    createPartitioner: FastDefaultPartitioner,
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 10_000 },
     ...extra,
   });

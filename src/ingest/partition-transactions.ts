@@ -1,6 +1,7 @@
 import { Kafka, Producer, TopicMessages } from 'kafkajs';
 import { Logger } from '../ops/logger';
 import { DependencyError } from './errors';
+import { FastDefaultPartitioner } from './partitioner';
 import { sendChunked } from './send-chunked';
 
 /**
@@ -27,6 +28,7 @@ export class PartitionTransactions {
           transactionalId: `${this.idPrefix}-${partition}`,
           idempotent: true,
           maxInFlightRequests: 1,
+          createPartitioner: FastDefaultPartitioner,
           // A transaction that follows a commit at once is told to retry: retry fast.
           retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 20, maxRetryTime: 5000 },
         });

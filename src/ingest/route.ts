@@ -56,30 +56,27 @@ export function routeRecords(records: SourceRecord[], opts: RouteOptions): Route
     }
     for (const ev of decoded.events) {
       if (out.maxEventTime === null || ev.eventTime > out.maxEventTime) out.maxEventTime = ev.eventTime;
-      const keyed: Message[] = [];
+      const mark = out.keyed.length;
       try {
         for (const plan of opts.plans) {
           if (!plan.accepts(ev.record)) continue;
           const projected = plan.project(ev.record);
           for (const group of plan.groupsOf(ev.record)) {
-            keyed.push({
-              key: groupKafkaKey(group),
+            out.keyed.push({
+              key: Buffer.from(groupKafkaKey(group)),
               value: opts.codec.encode({ rule: plan.id, group, eventTime: ev.eventTime, record: projected }),
             });
           }
         }
       } catch (err) {
         // Normalization should have caught it; a value Avro cannot hold is still bad input.
+        out.keyed.length = mark;
         out.dlq.push(deadLetter(src, new BadInputError('unencodable', `event cannot be encoded: ${(err as Error).message}`), ev.index));
         out.deadLettered++;
         continue;
       }
-      if (keyed.length > 0) {
-        out.keyed.push(...keyed);
-        out.routed++;
-      } else {
-        out.filtered++;
-      }
+      if (out.keyed.length > mark) out.routed++;
+      else out.filtered++;
     }
   }
   return out;

@@ -350,6 +350,73 @@ describe('normalize: parseTimestampMicros', () => {
     assert.equal(parseTimestampMicros('2025-03-04T24:00:00Z'), null);
   });
 
+  it('boundaries: leap years, month ends, last second, offsets up to 23:59, fractions of 1 to 9 digits', () => {
+    const ok: Array<[string, number]> = [
+      ['2000-02-29T00:00:00Z', Date.UTC(2000, 1, 29) * 1000],
+      ['2024-02-29T23:59:59Z', Date.UTC(2024, 1, 29, 23, 59, 59) * 1000],
+      ['2025-12-31T23:59:59.999999Z', Date.UTC(2025, 11, 31, 23, 59, 59) * 1000 + 999999],
+      ['2025-04-30T00:00:00Z', Date.UTC(2025, 3, 30) * 1000],
+      ['2025-01-31T00:00:00Z', Date.UTC(2025, 0, 31) * 1000],
+      ['2025-03-04T06:22:18+23:59', (Date.UTC(2025, 2, 4, 6, 22, 18) - (23 * 60 + 59) * 60_000) * 1000],
+      ['2025-03-04T06:22:18-23:59', (Date.UTC(2025, 2, 4, 6, 22, 18) + (23 * 60 + 59) * 60_000) * 1000],
+      ['2025-03-04T06:22:18.1Z', Date.UTC(2025, 2, 4, 6, 22, 18) * 1000 + 100000],
+      ['2025-03-04T06:22:18.1234567Z', Date.UTC(2025, 2, 4, 6, 22, 18) * 1000 + 123456],
+      ['2025-03-04T06:22:18.000000000Z', Date.UTC(2025, 2, 4, 6, 22, 18) * 1000],
+      ['0100-01-01T00:00:00Z', Date.UTC(100, 0, 1) * 1000],
+      ['1600-03-01T00:00:00Z', Date.UTC(1600, 2, 1) * 1000],
+      ['9999-12-31T23:59:59Z', Date.UTC(9999, 11, 31, 23, 59, 59) * 1000],
+    ];
+    for (const [text, micros] of ok) assert.equal(parseTimestampMicros(text), micros, text);
+    const bad = [
+      '1900-02-29T00:00:00Z', '2023-02-29T00:00:00Z', '2025-02-30T00:00:00Z', '2025-06-31T00:00:00Z',
+      '2025-00-10T00:00:00Z', '2025-01-00T00:00:00Z', '2025-01-32T00:00:00Z', '2025-03-04T23:59:60Z',
+      '2025-03-04T06:22:18+23:60', '2025-03-04T06:22:18-24:00', '2025-03-04T06:22:18+1:00',
+      '2025-03-04t06:22:18Z', '2025-03-04T06:22:18.+01:00', '2025-03-04T06:22:18.12a4Z', '2025-03-04T06:22:18ZZ',
+      '2025-03-04T06:22:18+01:00Z', '2025-03-04T06:22:18-01:0a', '2025-3-04T06:22:18Z', '+02025-03-04T06:22:18Z',
+      '２０２５-03-04T06:22:18Z', '2025/03/04T06:22:18Z', '2025-03-04T06-22-18Z', '0099-12-31T23:59:59Z',
+    ];
+    for (const text of bad) assert.equal(parseTimestampMicros(text), null, text);
+  });
+
+  it('agrees with a regex + Date.parse oracle on 20000 mutated timestamps', () => {
+    // The former implementation, kept as the oracle of the hand-written parser.
+    const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/i;
+    const oracle = (text: string): number | null => {
+      const m = RFC3339.exec(text);
+      if (m === null) return null;
+      const seconds = Date.parse(`${m[1]}${m[3].toUpperCase()}`);
+      if (Number.isNaN(seconds)) return null;
+      const [y, mo, d, h, mi, se] = m[1].split(/[-T:]/).map(Number);
+      const back = new Date(Date.UTC(y, mo - 1, d, h, mi, se));
+      if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || back.getUTCHours() !== h) return null;
+      return seconds * 1000 + (m[2] === undefined ? 0 : Number(m[2].padEnd(6, '0').slice(0, 6)));
+    };
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const pad = (v: number, w: number): string => String(v).padStart(w, '0');
+    const alphabet = '0123456789-:.TtZz+ x';
+    let accepted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const frac = rnd(3) === 0 ? '' : `.${Array.from({ length: 1 + rnd(10) }, () => rnd(10)).join('')}`;
+      const zone = ['Z', 'z', `+${pad(rnd(26), 2)}:${pad(rnd(62), 2)}`, `-${pad(rnd(26), 2)}:${pad(rnd(62), 2)}`][rnd(4)];
+      let text = `${pad(rnd(3) === 0 ? rnd(10000) : 1950 + rnd(100), 4)}-${pad(rnd(14), 2)}-${pad(rnd(33), 2)}T`
+        + `${pad(rnd(26), 2)}:${pad(rnd(62), 2)}:${pad(rnd(62), 2)}${frac}${zone}`;
+      if (rnd(4) === 0) {
+        const at = rnd(text.length + 1);
+        const op = rnd(3);
+        const c = alphabet[rnd(alphabet.length)];
+        text = op === 0 ? text.slice(0, at) + c + text.slice(at + 1) : op === 1 ? text.slice(0, at) + c + text.slice(at) : text.slice(0, at) + text.slice(at + 1);
+      }
+      const want = oracle(text);
+      assert.equal(parseTimestampMicros(text), want, text);
+      if (want !== null) accepted++;
+    }
+    assert.ok(accepted > 2000, `only ${accepted} valid timestamps generated`);
+  });
+
   it('eventTime floors toward -infinity before the epoch', () => {
     const e = { kind: 'Event', stage: 'ResponseComplete', requestReceivedTimestamp: '1969-12-31T23:59:59.9995Z' };
     assert.equal(normalizeEvent(e, OPTS).eventTime, -1);
@@ -468,6 +535,34 @@ describe('normalize: bad input', () => {
     assert.equal(decodeRawMessage(withNested(60), big).events.length, 1);
     const inString = JSON.stringify({ ...GOOD, requestURI: `/x?q=${'['.repeat(500)}"\\` });
     assert.equal(decodeRawMessage(buf(inString), big).events.length, 1);
+  });
+
+  it('the depth cap holds at its boundary whether or not the text has more brackets than the cap', () => {
+    const at = (maxJsonDepth: number): NormalizeOptions => ({ ...OPTS, maxJsonDepth });
+    const good = JSON.stringify(GOOD);
+    const own = (good.match(/[[{]/g) ?? []).length;
+    const depthOf = (text: string): number => {
+      let d = 0;
+      let max = 0;
+      for (const c of text.replace(/"(?:[^"\\]|\\.)*"/g, '""')) {
+        if (c === '{' || c === '[') max = Math.max(max, ++d);
+        else if (c === '}' || c === ']') d--;
+      }
+      return max;
+    };
+    const depth = depthOf(good);
+    assert.ok(own > depth, 'the template has sibling brackets');
+    // exactly at the cap: accepted, with few brackets (cap = count) and with many (cap = depth)
+    assert.equal(decodeRawMessage(buf(good), at(own)).events.length, 1);
+    assert.equal(decodeRawMessage(buf(good), at(depth)).events.length, 1);
+    // one level past the cap: too-deep, both when the brackets are few and when they are many
+    assertThrowsReason(buf(good), 'too-deep', at(depth - 1));
+    const nested = (d: number): Buffer => buf(JSON.stringify({ ...GOOD, requestObject: 0 } as Raw).replace('"requestObject":0', `"requestObject":${'['.repeat(d)}${']'.repeat(d)}`));
+    assertThrowsReason(nested(own), 'too-deep', at(own));
+    assert.equal(decodeRawMessage(nested(own - depth), at(own)).events.length, 1);
+    // brackets in strings count for the quick check only, never for the depth
+    const inString = buf(JSON.stringify({ ...GOOD, userAgent: '{'.repeat(200) }));
+    assert.equal(decodeRawMessage(inString, at(depth)).events.length, 1);
   });
 
   it('JSON that is not an object -> not-an-object', () => {
