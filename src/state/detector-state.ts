@@ -19,14 +19,7 @@ export interface PartitionSnapshot {
 }
 
 /** Everything a partition keeps in Redis besides pane contents: written back after a loss. */
-export interface PartitionRestore {
-  clock: ClockState;
-  panes: number[];
-  paneFirstOffsets: Map<number, number>;
-  recent: Map<string, number>;
-  anchors: Map<string, number>;
-  rebuildUntil: number | null;
-}
+export type PartitionRestore = Omit<PartitionSnapshot, 'exists'>;
 
 export interface WindowRef {
   gid: string;

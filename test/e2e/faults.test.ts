@@ -101,6 +101,18 @@ function assertLikeOracle(alerts: Alert[], events: GeneratedEvent[], suppressMs:
   assert.deepEqual(diff, [], diff.join('\n'));
 }
 
+/** Waits (on a fresh connection to a private Redis) for every window to close, then checks the alerts. */
+async function closedLikeOracle(redisUrl: string, config: KadeConfig, maxTime: number, alerts: Alert[], events: GeneratedEvent[]): Promise<void> {
+  const redis = new Redis(redisUrl);
+  try {
+    await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 400_000, 500);
+  } finally {
+    await redis.quit();
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  assertLikeOracle(alerts, events, config.alerts.suppressionMs);
+}
+
 describe('fault injection (separate processes, real broker and Redis)', function () {
   this.timeout(600_000);
 
@@ -221,14 +233,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
         assert.equal(detector.child.exitCode, null, 'the detector keeps running while Redis is down');
         await store.restart();
         await waitFor('the detector to be ready again', async () => (await ready()) === 200, 60_000, 200);
-        const again = new Redis(store.url);
-        try {
-          await waitFor('every window to close', () => windowsClosed(again, config, maxTime), 400_000, 500);
-        } finally {
-          await again.quit();
-        }
-        await new Promise((r) => setTimeout(r, 3000));
-        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+        await closedLikeOracle(store.url, config, maxTime, collector.alerts, events);
       } finally {
         await collector.stop().catch(() => undefined);
         await router.stop();
@@ -253,14 +258,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
         await store.kill();
         await store.restart();
         await waitFor('a rebuild', async () => (await scrapeCounter(port, 'kade_state_rebuilds_total').catch(() => 0)) > 0, 60_000, 200);
-        const again = new Redis(store.url);
-        try {
-          await waitFor('every window to close', () => windowsClosed(again, config, maxTime), 400_000, 500);
-        } finally {
-          await again.quit();
-        }
-        await new Promise((r) => setTimeout(r, 3000));
-        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+        await closedLikeOracle(store.url, config, maxTime, collector.alerts, events);
         assert.ok(await scrapeCounter(port, 'kade_events_total', { outcome: 'replayed' }) > 0, 'records were replayed');
         assert.equal(detector.child.exitCode, null, 'the detector survived');
       } finally {
@@ -290,14 +288,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
         await store.restart();
         second = spawnKade(['run', '--role', 'detector'], config, 'fault-owner-det-2', { KADE_HTTP_PORT: String(port) });
         await waitFor('a rebuild', async () => (await scrapeCounter(port, 'kade_state_rebuilds_total', { cause: 'lost-before-assignment' }).catch(() => 0)) > 0, 120_000, 200);
-        const again = new Redis(store.url);
-        try {
-          await waitFor('every window to close', () => windowsClosed(again, config, maxTime), 400_000, 500);
-        } finally {
-          await again.quit();
-        }
-        await new Promise((r) => setTimeout(r, 3000));
-        assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
+        await closedLikeOracle(store.url, config, maxTime, collector.alerts, events);
       } finally {
         await collector.stop().catch(() => undefined);
         await router.stop();
