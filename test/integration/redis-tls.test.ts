@@ -17,10 +17,19 @@ async function redisLines(config: KadeConfig): Promise<string[]> {
   return lines.filter((l) => / Redis/.test(l));
 }
 
+/** kade's client queues nothing while disconnected: wait for the connection, or its first error. */
+function connected(redis: ReturnType<typeof createRedis>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    redis.once('ready', () => resolve());
+    redis.once('error', reject);
+  });
+}
+
 /** A client built by kade (createRedis) that gives up at once instead of reconnecting forever. */
 async function pingOnce(config: KadeConfig): Promise<string> {
   const redis = createRedis(config, log);
   try {
+    await connected(redis);
     return await redis.ping();
   } finally {
     redis.disconnect();
@@ -54,6 +63,7 @@ describe('Redis TLS (private redis-server with a TLS port) and ACL credentials f
     const redis = createRedis(c, log);
     try {
       // The TLS port speaks nothing but TLS: an answer there is an answer over TLS.
+      await connected(redis);
       assert.equal(await redis.ping(), 'PONG');
       await redis.set('kadetls:k', 'v', 'EX', 60);
       assert.equal(await redis.get('kadetls:k'), 'v');
