@@ -38,7 +38,7 @@ export class DetectorStage {
   private joined = false;
   /** Per keyed partition: the consumer's position (next offset) and the last one committed. */
   private readonly positions = new Map<number, number>();
-  private readonly committedAt = new Map<number, number>();
+  private readonly committedAt = new Map<number, { position: number; metadata: string }>();
   private readonly checkedKeys = new Map<string, boolean>();
 
   constructor(
@@ -209,7 +209,7 @@ export class DetectorStage {
    */
   private async commitIfDurable(consumer: Consumer, partition: number): Promise<void> {
     const position = this.positions.get(partition);
-    if (position === undefined || position === this.committedAt.get(partition)) return;
+    if (position === undefined) return;
     for (const d of this.detectors.values()) if (!d.durableFor(partition)) return;
     const metas = new Map();
     for (const [ruleId, d] of this.detectors) {
@@ -220,8 +220,11 @@ export class DetectorStage {
       }
       metas.set(ruleId, m);
     }
-    await consumer.commitOffsets([{ topic: this.config.topics.keyed, partition, offset: String(position), metadata: encodeCheckpoints(metas) }]);
-    this.committedAt.set(partition, position);
+    const metadata = encodeCheckpoints(metas);
+    const last = this.committedAt.get(partition);
+    if (last !== undefined && last.position === position && last.metadata === metadata) return;
+    await consumer.commitOffsets([{ topic: this.config.topics.keyed, partition, offset: String(position), metadata }]);
+    this.committedAt.set(partition, { position, metadata });
   }
 
   /** This group's committed offsets on the keyed topic, with the checkpoints stored alongside. */

@@ -69,6 +69,8 @@ interface PartitionState {
   bufferSince: number;
   /** The clock as last written to Redis: what a reconnect must find there. */
   durable: ClockState | null;
+  /** The position after the last successful write (what may be committed), or null. */
+  flushedPosition: number | null;
 }
 
 export interface BatchResult {
@@ -264,6 +266,7 @@ export class Detector {
       this.seekAfterError.delete(p);
       ps.pendingSeek = Math.min(afterError, ps.pendingSeek ?? Infinity);
     }
+    ps.flushedPosition = ps.flushedPosition ?? committed?.offset ?? null;
     this.partitions.set(p, ps);
     return ps;
   }
@@ -273,7 +276,7 @@ export class Detector {
       clock: new PartitionClock(this.plan.plan.window, this.opts.latenessMs, this.opts.idleTimeoutMs, clock, this.opts.now()),
       panes: new Set(), paneFirstOffsets: new Map(), recent: new Map(), anchors: new Map(),
       lastOffset: null, highWatermark: null, verifiedGeneration: generation, rebuildUntil: null, pendingSeek: null,
-      buffer: new PaneBuffer(), bufferSince: 0, durable: clock.streamTime === null ? null : { ...clock },
+      buffer: new PaneBuffer(), bufferSince: 0, durable: clock.streamTime === null ? null : { ...clock }, flushedPosition: null,
     };
   }
 
@@ -334,16 +337,20 @@ export class Detector {
       ps.verifiedGeneration = generation;
       return null;
     }
-    const from = this.replayFrom(ps);
-    // Every record the clock has seen must be back in Redis before a window closes again: those
-    // of the dropped buffer too (the watermark already counts them).
+    // Replay from the oldest live pane's first record, or at least from the first buffered one
+    // (the buffer is dropped); every record the clock has seen must be back in Redis before a
+    // window closes again, so the replay runs up to the consumer's position.
+    const reread = ps.buffer.firstOffset ?? position;
+    const oldest = this.replayFrom(ps);
+    const from = oldest === null ? reread : Math.min(oldest, reread ?? Infinity);
     const until = ps.lastOffset === null ? position : Math.max(ps.lastOffset + 1, position ?? -Infinity);
+    const rebuildUntil = from !== null && until !== null && from < until ? Math.max(until, ps.rebuildUntil ?? -Infinity) : ps.rebuildUntil;
+    await this.state.restorePartition(p, { ...this.restoreOf(ps), rebuildUntil });
     ps.buffer = new PaneBuffer();
-    if (from !== null && until !== null && from < until) ps.rebuildUntil = Math.max(until, ps.rebuildUntil ?? -Infinity);
-    await this.state.restorePartition(p, this.restoreOf(ps));
+    ps.rebuildUntil = rebuildUntil;
     ps.verifiedGeneration = generation;
-    if (ps.rebuildUntil === null || from === null) return until;
-    this.events.rebuild?.(p, from, ps.rebuildUntil, 'lost-while-running');
+    if (from === null || rebuildUntil === null) return null;
+    this.events.rebuild?.(p, from, rebuildUntil, 'lost-while-running');
     return from;
   }
 
@@ -353,9 +360,13 @@ export class Detector {
    */
   checkpointMeta(partition: number, budgetBytes = META_BUDGET_BYTES): (CheckpointMeta & { dropped?: number }) | null {
     const ps = this.partitions.get(partition);
-    if (ps === undefined) return null;
-    const c = ps.clock.snapshot();
-    if (c.streamTime === null) return null;
+    return ps === undefined ? null : this.durableMeta(ps, budgetBytes);
+  }
+
+  /** The checkpoint of what is in Redis (the clock as of the last write, not of the buffer). */
+  private durableMeta(ps: PartitionState, budgetBytes = META_BUDGET_BYTES): (CheckpointMeta & { dropped?: number }) | null {
+    const c = ps.durable;
+    if (c === null || c.streamTime === null) return null;
     const { hopMs: P } = this.plan.plan.window;
     return fitMeta({
       st: c.streamTime, lc: c.lastClosed, iw: c.idleWatermark, rf: this.replayFrom(ps),
@@ -447,7 +458,9 @@ export class Detector {
     if (ps.rebuildUntil === null) await this.closeWindows(partition, ps);
     ps.durable = ps.clock.snapshot();
     // Mid-rebuild nothing may be committed: the panes are not whole yet.
-    return next === undefined || ps.rebuildUntil !== null ? {} : { commit: next };
+    if (next === undefined || ps.rebuildUntil !== null) return {};
+    ps.flushedPosition = next;
+    return { commit: next };
   }
 
   /** The consumer is sent back to `offset`: the position is there now (caught-up checks). */
@@ -466,6 +479,13 @@ export class Detector {
       return await this.flush(partition, ps);
     } catch (err) {
       const from = ps.buffer.firstOffset;
+      // What reloading needs to tell a Redis that lost the partition from one that was only
+      // unreachable: the checkpoint of the last write, as if committed at the last flush.
+      // The durable clock counts every record seen so far: up to the end of a rebuild in progress.
+      const meta = this.durableMeta(ps);
+      const seen = Math.max(ps.flushedPosition ?? -Infinity, ps.rebuildUntil ?? -Infinity);
+      const at = Number.isFinite(seen) ? seen : from;
+      if (meta !== null && at !== null) this.committed.set(partition, { offset: at, meta });
       this.partitions.delete(partition);
       if (from !== null) this.seekAfterError.set(partition, from);
       throw err;
@@ -550,6 +570,8 @@ export class Detector {
       if (ps.clock.advanceIdle(now, this.caughtUp(ps))) {
         await this.closeWindows(p, ps);
         ps.durable = ps.clock.snapshot();
+        // The checkpoint moved (last closed window, anchors): commit it with the same position.
+        if (ps.lastOffset !== null) out.commits.push({ partition: p, offset: ps.lastOffset + 1 });
       }
     }
     return out;

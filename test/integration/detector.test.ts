@@ -62,7 +62,7 @@ describe('detector on real Redis against the ES|QL oracle', function () {
   async function runDetector(opts: {
     events: number; seed: number; crashEvery?: number; failPublish?: boolean;
     /** Redis loses every key of the test after these batches: under the running detector or with a new owner. */
-    loseRedisAt?: number[]; lose?: 'running' | 'new-owner';
+    loseRedisAt?: number[]; lose?: 'running' | 'new-owner' | 'down-then-empty';
     /** Write-behind interval of the detector (0: every batch is written). */
     flushIntervalMs?: number;
     /** After a failed batch the same instance gets it again (what kafkajs does), instead of a restart. */
@@ -117,6 +117,11 @@ describe('detector on real Redis against the ES|QL oracle', function () {
         try {
           res = await detector.onBatch(i, batch, parts[i].length);
         } catch (err) {
+          if (opts.lose === 'down-then-empty' && redis.status !== 'ready') {
+            // Redis was down during the flush; it comes back empty. The same instance retries.
+            await redis.connect();
+            continue;
+          }
           assert.match((err as Error).message, /injected publish failure/);
           // kafkajs redelivers the failed batch to the same instance; or the process restarts and
           // a new instance (fresh memory) reads from the commits again.
@@ -145,6 +150,8 @@ describe('detector on real Redis against the ES|QL oracle', function () {
           await deleteByPrefix(redis, prefix);
           if (opts.lose === 'new-owner') {
             restart();
+          } else if (opts.lose === 'down-then-empty') {
+            redis.disconnect(false);
           } else {
             // A restart drops the connection; the detector must notice before its next write.
             redis.disconnect(true);
@@ -243,6 +250,17 @@ describe('detector on real Redis against the ES|QL oracle', function () {
 
   it('write-behind: a failed flush is retried by the same instance without counting buffered records twice', async () => {
     const r = await runDetector({ events: 30_000, seed: 37, failPublish: true, retrySameInstance: true, flushIntervalMs: 120_000 });
+    expectOracle(r);
+  });
+
+  it('write-behind: a flush fails while Redis is down, and Redis comes back empty: rebuilt, same alerts', async () => {
+    const r = await runDetector({ events: 30_000, seed: 41, loseRedisAt: [30, 60, 90, 120], lose: 'down-then-empty', flushIntervalMs: 120_000 });
+    assert.ok(r.rebuilds >= 1, `partitions were rebuilt (${r.rebuilds})`);
+    expectOracle(r);
+  });
+
+  it('a batch fails while Redis is down, and Redis comes back empty (every batch written): rebuilt, same alerts', async () => {
+    const r = await runDetector({ events: 30_000, seed: 41, loseRedisAt: [30, 60, 90, 120], lose: 'down-then-empty' });
     expectOracle(r);
   });
 });
