@@ -291,9 +291,9 @@ export const schema = {
       env: 'KADE_DETECTOR_IDLE_TIMEOUT_MS',
     },
     flushIntervalMs: {
-      doc: 'Write-behind: pane updates of consecutive batches are folded in memory and written to Redis (and the offsets committed) at most this long after the first; sooner when a window closes, a partition is caught up or maxBufferedRecords is reached. 0: every batch.',
+      doc: 'Write-behind: pane updates of consecutive batches are folded in memory and written to Redis (and the offsets committed) at most this long after the first; sooner when a window closes, a partition is caught up or maxBufferedRecords is reached. 0 (default): every batch.',
       format: 'non-negative-int',
-      default: 1000,
+      default: 0,
       env: 'KADE_DETECTOR_FLUSH_INTERVAL_MS',
     },
     maxBufferedRecords: {
