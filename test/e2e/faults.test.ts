@@ -82,6 +82,19 @@ async function windowsClosed(redis: Redis, config: KadeConfig, maxTime: number):
   return true;
 }
 
+/** Waits until the collector has read every record on the alerts topic (no fixed sleep). */
+async function everyAlertRead(config: KadeConfig, alerts: Alert[]): Promise<void> {
+  const admin = kafkaOf(config).admin();
+  await admin.connect();
+  try {
+    // The alert sink is idempotent, not transactional: offsets count records.
+    const total = (await admin.fetchTopicOffsets(config.topics.alerts)).reduce((n, o) => n + Number(o.high), 0);
+    await waitFor(`the collector to read all ${total} alert records`, async () => alerts.length >= total, 60_000, 100);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 async function collectAlerts(config: KadeConfig): Promise<{ alerts: Alert[]; stop: () => Promise<void> }> {
   const alerts: Alert[] = [];
   const codec = new AlertCodec();
@@ -92,25 +105,32 @@ async function collectAlerts(config: KadeConfig): Promise<{ alerts: Alert[]; sto
   return { alerts, stop: () => reader.disconnect() };
 }
 
-function assertLikeOracle(alerts: Alert[], events: GeneratedEvent[], suppressMs: number): void {
+/**
+ * The alerts equal the oracle's. `resends` allows that many records to repeat an id already
+ * delivered (the same alert re-sent: an idempotent upsert downstream), for double faults where a
+ * detector dies between publishing and committing and Redis loses the mark too.
+ */
+function assertLikeOracle(alerts: Alert[], events: GeneratedEvent[], suppressMs: number, resends = 0): void {
   const ids = alerts.map((a) => a.id);
-  assert.equal(new Set(ids).size, ids.length, `each alert id delivered exactly once (${ids.length} records, ${new Set(ids).size} ids)`);
+  const unique = [...new Map(alerts.map((a) => [a.id, a])).values()];
+  assert.ok(ids.length - unique.length <= resends,
+    `each alert id delivered exactly once${resends > 0 ? ` (up to ${resends} re-sent)` : ''} (${ids.length} records, ${unique.length} ids)`);
   const oracle = oracleAlerts(events, { windowMs: W, hopMs: P, suppressMs });
   assert.ok(oracle.alerts.length >= 10, `the stream holds attacks (${oracle.alerts.length})`);
-  const diff = diffAlerts(alerts.map(canonicalKade), oracle.alerts.map(canonicalOracle), 20);
+  const diff = diffAlerts(unique.map(canonicalKade), oracle.alerts.map(canonicalOracle), 20);
   assert.deepEqual(diff, [], diff.join('\n'));
 }
 
 /** Waits (on a fresh connection to a private Redis) for every window to close, then checks the alerts. */
-async function closedLikeOracle(redisUrl: string, config: KadeConfig, maxTime: number, alerts: Alert[], events: GeneratedEvent[]): Promise<void> {
+async function closedLikeOracle(redisUrl: string, config: KadeConfig, maxTime: number, alerts: Alert[], events: GeneratedEvent[], resends = 0): Promise<void> {
   const redis = new Redis(redisUrl);
   try {
     await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 400_000, 500);
   } finally {
     await redis.quit();
   }
-  await new Promise((r) => setTimeout(r, 3000));
-  assertLikeOracle(alerts, events, config.alerts.suppressionMs);
+  await everyAlertRead(config, alerts);
+  assertLikeOracle(alerts, events, config.alerts.suppressionMs, resends);
 }
 
 describe('fault injection (separate processes, real broker and Redis)', function () {
@@ -147,7 +167,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
       assert.equal(actual.length, want.length, 'as many keyed records as a clean run (read_committed)');
       assert.deepEqual(actual, want, 'the same keyed records: no duplicate, no gap');
       await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 240_000, 500);
-      await new Promise((r) => setTimeout(r, 2000));
+      await everyAlertRead(config, collector.alerts);
       assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
     } finally {
       await collector.stop();
@@ -172,7 +192,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
       victim.child.kill('SIGKILL');
       assert.equal(await victim.exited, null, 'killed by a signal');
       await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 300_000, 500);
-      await new Promise((r) => setTimeout(r, 2000));
+      await everyAlertRead(config, collector.alerts);
       assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
     } finally {
       await collector.stop();
@@ -196,7 +216,7 @@ describe('fault injection (separate processes, real broker and Redis)', function
         await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
         await broker.restart();
         await waitFor('every window to close', () => windowsClosed(redis, config, maxTime), 400_000, 500);
-        await new Promise((r) => setTimeout(r, 3000));
+        await everyAlertRead(config, collector.alerts);
         assertLikeOracle(collector.alerts, events, config.alerts.suppressionMs);
         assert.equal(router.child.exitCode, null, 'the router survived the broker restart');
         assert.equal(detector.child.exitCode, null, 'the detector survived the broker restart');
@@ -288,7 +308,9 @@ describe('fault injection (separate processes, real broker and Redis)', function
         await store.restart();
         second = spawnKade(['run', '--role', 'detector'], config, 'fault-owner-det-2', { KADE_HTTP_PORT: String(port) });
         await waitFor('a rebuild', async () => (await scrapeCounter(port, 'kade_state_rebuilds_total', { cause: 'lost-before-assignment' }).catch(() => 0)) > 0, 120_000, 200);
-        await closedLikeOracle(store.url, config, maxTime, collector.alerts, events);
+        // A double fault: the detector may die between publishing an alert and committing, and Redis
+        // loses the mark too, so the next owner re-sends that alert (same id). At most a handful.
+        await closedLikeOracle(store.url, config, maxTime, collector.alerts, events, 5);
       } finally {
         await collector.stop().catch(() => undefined);
         await router.stop();
