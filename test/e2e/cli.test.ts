@@ -1,25 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { packageRoot } from '../../src/util/package-root';
-import { CLI, envOf, spawnKade } from '../helpers/kade-process';
+import { CLI, envOf, runKade as kade, spawnKade } from '../helpers/kade-process';
 import { deleteTopics, isolatedConfig, testKafka, waitFor } from '../helpers/kafka';
 
-const exec = promisify(execFile);
 const DEMO = path.join(packageRoot(), 'demo', 'audit-demo.jsonl');
 
-async function kade(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { env: { ...env, KADE_LOG_LEVEL: 'warn' }, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 /** Follows `kade alerts` until `n` lines of output arrived, then stops it with SIGTERM. */
 async function followAlerts(env: NodeJS.ProcessEnv, args: string[], until: (out: string) => boolean): Promise<{ out: string; code: number | null }> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import Redis from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { startKafkaInstance } from '../helpers/kafka-instance';
-import { startRedisInstance } from '../helpers/redis-instance';
+import { RedisInstance, startRedisInstance } from '../helpers/redis-instance';
 import { freePort, scrapeCounter } from '../helpers/kade-process';
 import { Alert } from '../../src/alerts/alert';
 import { AlertCodec } from '../../src/alerts/codec';
@@ -133,6 +133,38 @@ async function closedLikeOracle(redisUrl: string, config: KadeConfig, maxTime: n
   assertLikeOracle(alerts, events, config.alerts.suppressionMs, resends);
 }
 
+interface PrivateRedisRun {
+  store: RedisInstance;
+  config: KadeConfig;
+  events: GeneratedEvent[];
+  maxTime: number;
+  /** A free port for the detector's HTTP probes and metrics. */
+  port: number;
+  collector: { alerts: Alert[] };
+}
+
+/**
+ * A run against a private Redis that the test may stop, kill or restart: the stream loaded, an
+ * alert collector and a router running; the body starts and stops its detector(s).
+ */
+async function withPrivateRedis(tag: string, seed: number, opts: { appendOnly?: boolean }, body: (run: PrivateRedisRun) => Promise<void>): Promise<void> {
+  const store = await startRedisInstance(opts);
+  try {
+    const { config, events, maxTime } = await prepare(tag, seed, undefined, store.url);
+    const port = await freePort();
+    const collector = await collectAlerts(config);
+    const router = spawnKade(['run', '--role', 'router'], config, `${tag}-router`);
+    try {
+      await body({ store, config, events, maxTime, port, collector });
+    } finally {
+      await collector.stop().catch(() => undefined);
+      await router.stop();
+    }
+  } finally {
+    await store.stop();
+  }
+}
+
 describe('fault injection (separate processes, real broker and Redis)', function () {
   this.timeout(600_000);
 
@@ -234,13 +266,8 @@ describe('fault injection (separate processes, real broker and Redis)', function
 
   it('Redis unreachable mid-stream: not ready, nothing committed past it, recovery without a restart', async () => {
     // Redis with persistence: this is an outage, not a loss of state.
-    const store = await startRedisInstance({ appendOnly: true });
-    try {
-      const { config, events, maxTime } = await prepare('fault-redis-down', 27, undefined, store.url);
+    await withPrivateRedis('fault-redis-down', 27, { appendOnly: true }, async ({ store, config, events, maxTime, port, collector }) => {
       const redis = new Redis(store.url);
-      const port = await freePort();
-      const collector = await collectAlerts(config);
-      const router = spawnKade(['run', '--role', 'router'], config, 'fault-redis-router');
       const detector = spawnKade(['run', '--role', 'detector'], config, 'fault-redis-det', { KADE_HTTP_PORT: String(port) });
       const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${port}/ready`).catch(() => null))?.status ?? 0;
       try {
@@ -255,23 +282,14 @@ describe('fault injection (separate processes, real broker and Redis)', function
         await waitFor('the detector to be ready again', async () => (await ready()) === 200, 60_000, 200);
         await closedLikeOracle(store.url, config, maxTime, collector.alerts, events);
       } finally {
-        await collector.stop().catch(() => undefined);
-        await router.stop();
         await detector.stop();
       }
-    } finally {
-      await store.stop();
-    }
+    });
   });
 
   it('Redis restarted empty under a running detector: rebuilt by replay, same alerts, each once', async () => {
     // No persistence: a restart loses everything, as a cache-configured Redis or a bad failover would.
-    const store = await startRedisInstance();
-    try {
-      const { config, events, maxTime } = await prepare('fault-redis-empty', 29, undefined, store.url);
-      const port = await freePort();
-      const collector = await collectAlerts(config);
-      const router = spawnKade(['run', '--role', 'router'], config, 'fault-empty-router');
+    await withPrivateRedis('fault-redis-empty', 29, {}, async ({ store, config, events, maxTime, port, collector }) => {
       const detector = spawnKade(['run', '--role', 'detector'], config, 'fault-empty-det', { KADE_HTTP_PORT: String(port) });
       try {
         await waitFor('alerts to flow', async () => collector.alerts.length >= 3, 240_000, 50);
@@ -282,22 +300,13 @@ describe('fault injection (separate processes, real broker and Redis)', function
         assert.ok(await scrapeCounter(port, 'kade_events_total', { outcome: 'replayed' }) > 0, 'records were replayed');
         assert.equal(detector.child.exitCode, null, 'the detector survived');
       } finally {
-        await collector.stop().catch(() => undefined);
-        await router.stop();
         await detector.stop();
       }
-    } finally {
-      await store.stop();
-    }
+    });
   });
 
   it('Redis restarted empty while the detector was down: the next one rebuilds from the committed checkpoint', async () => {
-    const store = await startRedisInstance();
-    try {
-      const { config, events, maxTime } = await prepare('fault-redis-owner', 31, undefined, store.url);
-      const port = await freePort();
-      const collector = await collectAlerts(config);
-      const router = spawnKade(['run', '--role', 'router'], config, 'fault-owner-router');
+    await withPrivateRedis('fault-redis-owner', 31, {}, async ({ store, config, events, maxTime, port, collector }) => {
       const first = spawnKade(['run', '--role', 'detector'], config, 'fault-owner-det-1');
       let second: ReturnType<typeof spawnKade> | null = null;
       try {
@@ -312,12 +321,9 @@ describe('fault injection (separate processes, real broker and Redis)', function
         // loses the mark too, so the next owner re-sends that alert (same id). At most a handful.
         await closedLikeOracle(store.url, config, maxTime, collector.alerts, events, 5);
       } finally {
-        await collector.stop().catch(() => undefined);
-        await router.stop();
+        await first.stop();
         await second?.stop();
       }
-    } finally {
-      await store.stop();
-    }
+    });
   });
 });

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { KadeConfig, loadConfig } from '../../src/config/load';
 import { createKafka, createProducer } from '../../src/ingest/kafka';
@@ -11,25 +10,15 @@ import { connectionProblem } from '../../src/ops/connection-errors';
 import { runDoctor } from '../../src/ops/doctor';
 import { createLogger } from '../../src/ops/logger';
 import { packageRoot } from '../../src/util/package-root';
-import { CLI, envOf, spawnKade } from '../helpers/kade-process';
+import { CLI, envOf, runKade as kade, spawnKade } from '../helpers/kade-process';
 import { KafkaInstance, startKafkaInstance } from '../helpers/kafka-instance';
 import { isolatedConfig, readTopic, uniqueName, waitFor } from '../helpers/kafka';
 import { TestPki, makeTestPki } from '../helpers/test-pki';
 
-const exec = promisify(execFile);
 const DEMO = path.join(packageRoot(), 'demo', 'audit-demo.jsonl');
 const PASSWORD = 'kade-s3cret-pw';
 const log = createLogger('silent');
 
-async function kade(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { env: { ...env, KADE_LOG_LEVEL: 'warn' }, timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 /** Doctor's output lines for a config. */
 async function doctor(config: KadeConfig): Promise<{ code: number; lines: string[] }> {

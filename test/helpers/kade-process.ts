@@ -1,4 +1,5 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/util/package-root';
@@ -87,3 +88,16 @@ export async function scrapeCounter(port: number, name: string, labels: Record<s
 }
 
 export { freePort } from './ports';
+
+const exec = promisify(execFile);
+
+/** Runs the built CLI to completion (log level warn): its exit code and output, never a throw. */
+export async function runKade(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { env: { ...env, KADE_LOG_LEVEL: 'warn' }, timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
