@@ -7,6 +7,7 @@
  *   npm run bench -- --events 300000 --runs 5
  *   npm run bench -- --router-only --events 100000   only the no-op (raw) and router runs, docs untouched
  *   npm run bench -- --router-only --compare-cli /other/build/dist/src/cli.js   + that build's router, same run
+ *   npm run bench -- --detector-only --compare-cli /other/build/dist/src/cli.js + that build's detector, same run
  *   flags: --seed N, --live-rate N, --live-seconds N, --live-attacks N, --no-live, --no-flat, --no-profile,
  *          --detector-only (detector + no-op keyed runs only; prints the figures, leaves docs/benchmarks.md alone),
  *          --router-only, --redis-url URL (default: a private redis-server on a free port), --keep (keep topics)
@@ -59,7 +60,7 @@ interface Options {
   detectorOnly: boolean;
   /** Only the no-op (raw topic) and router runs (+ the router profile); docs/benchmarks.md is left alone. */
   routerOnly: boolean;
-  /** Another build's dist/src/cli.js: its router runs after each router run (router-only mode), for an A/B ratio. */
+  /** Another build's dist/src/cli.js: its router (router-only mode) or detector (detector-only mode) runs after each run of this build's, for an A/B ratio. */
   compareCli: string | null;
   /** Extra node flags for this build's router processes, given without their leading -- (parseArgs refuses a value starting with a dash), space-separated: `--router-node-args max-semi-space-size=64`. */
   routerNodeArgs: string[];
@@ -339,7 +340,7 @@ function windowsClosedCheck(ctx: Ctx, prefix: string, ends: Map<number, number>,
 }
 
 async function runDetector(
-  ctx: Ctx, keyedTopic: string, label: string, run: number, actorsScale: number, instrument?: { profileName: string },
+  ctx: Ctx, keyedTopic: string, label: string, run: number, actorsScale: number, instrument?: { profileName: string }, otherCli?: string,
 ): Promise<StageRun> {
   const groupId = `${ctx.runId}-detector-${label}-r${run}${instrument ? '-profile' : ''}`;
   // A private Redis is flushed before each run: use kade's default prefix, so key names (part of
@@ -374,7 +375,7 @@ async function runDetector(
   const own = { hgetall: 0 };
   const w = spawnWorker({
     name: `detector-${label}-r${run}${instrument ? '-profile' : ''}`,
-    script: CLI,
+    script: otherCli ?? CLI,
     args: ['run', '--role', 'detector'],
     env: kadeEnv(config),
     nodeArgs: instrument ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', instrument.profileName] : [],
@@ -819,7 +820,7 @@ async function main(): Promise<void> {
   };
   const runs = {
     noopRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
-    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[],
+    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[], detectorCompare: [] as StageRun[],
   };
   let raw1: LoadResult | null = null;
   let raw10: LoadResult | null = null;
@@ -860,6 +861,9 @@ async function main(): Promise<void> {
       log(`detector phase, run ${i}/${opts.runs}`);
       runs.noopKeyed.push(await runNoop(ctx, keyed1, 'keyed', i, 1));
       runs.detector.push(await runDetector(ctx, keyed1, 'x1', i, 1));
+      if (opts.detectorOnly && opts.compareCli !== null) {
+        runs.detectorCompare.push(await runDetector(ctx, keyed1, 'cmp', i, 1, undefined, opts.compareCli));
+      }
       if (keyed10) runs.detector10.push(await runDetector(ctx, keyed10, 'x10', i, 10));
     }
 
@@ -992,6 +996,11 @@ async function main(): Promise<void> {
       `router of ${opts.compareCli}`, `${fmt(med(runs.routerCompare, (r) => r.rate))} ev/s`, range(runs.routerCompare),
       `${fmt(pairedRatio(runs.routerCompare, runs.noopRaw), 2)} (this build / it: ${fmt(pairedRatio(runs.router, runs.routerCompare), 2)})`,
       fmt(med(runs.routerCompare, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.routerCompare.map((r) => r.peakRssBytes))),
+    ]] : []),
+    ...(runs.detectorCompare.length > 0 ? [[
+      `detector of ${opts.compareCli}`, `${fmt(med(runs.detectorCompare, (r) => r.rate))} rec/s`, range(runs.detectorCompare),
+      `${fmt(pairedRatio(runs.detectorCompare, runs.noopKeyed), 2)} (this build / it: ${fmt(pairedRatio(runs.detector, runs.detectorCompare), 2)})`,
+      fmt(med(runs.detectorCompare, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detectorCompare.map((r) => r.peakRssBytes))),
     ]] : []),
     ['detector, 10x actors', `${fmt(s.detector10Rate)} rec/s`, range(runs.detector10), `${fmt(s.flatDetector, 2)} x detector`, fmt(med(runs.detector10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detector10.map((r) => r.peakRssBytes)))],
   ];

@@ -114,11 +114,12 @@ export interface PaneCensus {
 
 /** Counts the pane records (and other key kinds) of one prefix with SCAN; samples MEMORY USAGE. */
 export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, sampleSize = 400): Promise<PaneCensus> {
-  // Pane records: `${prefix}:{<rule>:<gid>}:<pane start in base 36>` (src/state/keys.ts).
-  const paneRecord = /\}:[0-9a-z]+$/;
-  const paneHll = /\}:[0-9a-z]+:h\d+$/;
+  // Pane records: `${prefix}:{<rule>:v<layout>:p<partition>}:<gid>:<pane start in base 36>`, their
+  // HyperLogLogs with `:h<field>` after it; the partition's own keys have no group id
+  // (src/state/keys.ts; a group id is 16 base64url characters).
+  const paneRecord = /\}:[A-Za-z0-9_-]{16}:[0-9a-z]+$/;
+  const paneHll = /\}:[A-Za-z0-9_-]{16}:[0-9a-z]+:h\d+$/;
   const sup = /\}:sup$/;
-  const tmp = /\}:tmp$/;
   const records: string[] = [];
   let paneHlls = 0;
   let suppression = 0;
@@ -130,11 +131,9 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
     commands++;
     cursor = next;
     for (const k of keys) {
-      if (k.includes(`{${ruleKey}:p`) && /\{[^}]+:p\d+\}/.test(k)) otherKeys++;
-      else if (sup.test(k)) suppression++;
-      else if (tmp.test(k)) otherKeys++;
-      else if (paneRecord.test(k)) records.push(k);
+      if (paneRecord.test(k)) records.push(k);
       else if (paneHll.test(k)) paneHlls++;
+      else if (sup.test(k)) suppression++;
       else otherKeys++;
     }
   } while (cursor !== '0');

@@ -537,10 +537,19 @@ export class Detector {
    * backlog): without it an idle partition only means the upstream stalled, and jumping the
    * watermark to the wall clock would make the rest of a replay late.
    */
-  async onTick(upstreamDrained = true): Promise<TickResult> {
+  /** Partitions a tick may act on: a buffer due to be written, or idle and caught up. */
+  tickCandidates(): number[] {
+    const now = this.opts.now();
+    return [...this.partitions].filter(([, ps]) => ps.pendingSeek === null
+      && ((ps.buffer.firstOffset !== null && this.flushDue(ps, now)) || (this.caughtUp(ps) && ps.clock.wouldAdvanceIdle(now)))).map(([p]) => p);
+  }
+
+  /** The wall-clock tick of every loaded partition, or of one (`only`). */
+  async onTick(upstreamDrained = true, only?: number): Promise<TickResult> {
     const out: TickResult = { seeks: [], commits: [] };
     const now = this.opts.now();
     for (const [p, ps] of this.partitions) {
+      if (only !== undefined && p !== only) continue;
       if (ps.pendingSeek !== null) continue;
       // A buffer older than the flush interval is written even when no batch comes.
       if (ps.buffer.firstOffset !== null && this.flushDue(ps, now)) {
@@ -625,7 +634,7 @@ export class Detector {
       const hits: Array<{ ref: WindowRef; agg: WindowAggregates }> = [];
       for (let j = 0; j < work.length; j += EVAL_CHUNK) {
         const part = work.slice(j, j + EVAL_CHUNK);
-        const aggs = await this.state.evalCounts(part);
+        const aggs = await this.state.evalCounts(partition, part);
         aggs.forEach((agg, k) => { if (this.plan.matches(agg)) hits.push({ ref: part[k], agg }); });
       }
       if (hits.length === 0) continue;
@@ -652,7 +661,7 @@ export class Detector {
       }
       pending.sort((a, b) => a - b);
       if (toAlert.length > 0) {
-        const values = await this.state.evalValues(toAlert.map((h) => h.ref));
+        const values = await this.state.evalValues(partition, toAlert.map((h) => h.ref));
         const createdAt = this.opts.now();
         toAlert.forEach((h, k) => {
           const v = values[k];

@@ -64,7 +64,8 @@ export interface DetectorState {
   /** Writes a partition's state back (after Redis lost it), before its panes are replayed. */
   restorePartition(partition: number, state: PartitionRestore): Promise<void>;
   activeGroups(partition: number, panes: number[]): Promise<Map<number, string[]>>;
-  evalCounts(windows: WindowRef[]): Promise<WindowAggregates[]>;
-  evalValues(windows: WindowRef[]): Promise<WindowValues[]>;
+  /** Aggregates of windows of one partition's groups. */
+  evalCounts(partition: number, windows: WindowRef[]): Promise<WindowAggregates[]>;
+  evalValues(partition: number, windows: WindowRef[]): Promise<WindowValues[]>;
   commit(partition: number, input: CommitInput): Promise<void>;
 }

@@ -1,35 +1,38 @@
 /**
- * Every Redis key kade writes, built in one place. All keys of one group share the hash tag
- * {<rule>:<group id>}; all keys of one partition share {<rule>:p<partition>}; so each Lua call
- * touches one slot and works unchanged on Redis Cluster.
+ * Version of the key layout, part of every hash tag: a detector of another layout finds no
+ * checkpoint and rebuilds its partitions from the keyed topic instead of misreading them.
+ */
+export const STATE_LAYOUT = 3;
+
+/**
+ * Every Redis key kade writes, built in one place. Every key of one keyed partition, its groups'
+ * pane records included, shares the hash tag {<rule>:v<layout>:p<partition>}: one Lua call
+ * updates or evaluates many groups of a partition in one slot, so it works unchanged on Redis
+ * Cluster, and the partitions spread over the cluster's slots.
  */
 export class KeyBuilder {
   constructor(private readonly prefix: string, private readonly ruleKey: string) {}
 
-  private group(gid: string): string {
-    return `${this.prefix}:{${this.ruleKey}:${gid}}`;
-  }
-
   private part(partition: number): string {
-    return `${this.prefix}:{${this.ruleKey}:p${partition}}`;
+    return `${this.prefix}:{${this.ruleKey}:v${STATE_LAYOUT}:p${partition}}`;
   }
 
   /**
    * STRING: the pane record of one group (count, last applied offset, group key, values; format
-   * in updatePane-N.lua). The pane start is written in base 36 to keep every key short.
+   * in updatePanes-N.lua). The pane start is written in base 36 to keep every key short.
    */
-  paneRecord(gid: string, pane: number): string {
-    return `${this.group(gid)}:${pane.toString(36)}`;
+  paneRecord(partition: number, gid: string, pane: number): string {
+    return `${this.part(partition)}:${gid}:${pane.toString(36)}`;
   }
 
   /** HyperLogLog of one field of one pane, once it passed the exact threshold. */
-  paneHll(gid: string, pane: number, field: number): string {
-    return `${this.group(gid)}:${pane.toString(36)}:h${field}`;
+  paneHll(partition: number, gid: string, pane: number, field: number): string {
+    return `${this.paneRecord(partition, gid, pane)}:h${field}`;
   }
 
-  /** Scratch key for merging exact sets with HyperLogLogs during one evaluation. */
-  scratch(gid: string): string {
-    return `${this.group(gid)}:tmp`;
+  /** Scratch key for merging exact sets with HyperLogLogs during one evaluation call. */
+  scratch(partition: number): string {
+    return `${this.part(partition)}:tmp`;
   }
 
   /** ZSET of panes with data on this partition (score = member = pane start). */

@@ -24,7 +24,7 @@ export interface UpdatePaneParams {
 }
 
 /**
- * A pane record (one Redis STRING per (group, pane), see updatePane-N.lua) is a header line
+ * A pane record (one Redis STRING per (group, pane), see updatePanes-N.lua) is a header line
  * `<count> <last offset>[ x][ h<i>,<j>...]\n` followed by entries: one byte field code, the value's
  * UTF-8 length (one byte below 128, else two bytes: 128 + high, low), the value. Field code 255
  * holds the group key. Entries are canonical, so equal bytes mean equal (field, value).
@@ -86,67 +86,82 @@ export function decodeEntries(buf: Buffer, start: number, fn: (code: number, val
   }
 }
 
-/** Builds KEYS and ARGV of updatePane-N.lua (pure). */
-export function buildUpdatePaneArgs(
-  keys: { record: string; hll: (field: number) => string },
-  delta: PaneDelta,
+/** Builds KEYS and ARGV of updatePanes-N.lua for deltas of one partition (pure). */
+export function buildUpdatePanesArgs(
+  keys: { record: (delta: PaneDelta) => string; hll: (delta: PaneDelta, field: number) => string },
+  deltas: PaneDelta[],
   params: UpdatePaneParams,
   withOffsets: boolean,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
-  const keyList = [keys.record];
-  for (const f of params.switchable) keyList.push(keys.hll(f));
-  // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
-  const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
-  const entries = prunes ? Buffer.alloc(0) : encodeEntries(delta.members, delta.groupKeyJson);
+  const keyList: string[] = [];
   const args: Array<string | number | Buffer> = [
-    delta.count, delta.minOffset, delta.maxOffset, params.ttlSeconds, params.pruneAt, params.exactThreshold,
-    Buffer.from(params.switchable), entries,
+    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length,
   ];
-  if (withOffsets) {
-    args.push(delta.offsets.length);
-    for (const o of delta.offsets) args.push(o);
-  } else {
-    args.push(0);
+  for (const delta of deltas) {
+    keyList.push(keys.record(delta));
+    for (const f of params.switchable) keyList.push(keys.hll(delta, f));
+    // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
+    const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
+    const entries = prunes ? EMPTY : encodeEntries(delta.members, delta.groupKeyJson);
+    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, withOffsets ? delta.offsets.join(',') : '');
   }
   return { keys: keyList, args };
 }
 
-/** Builds KEYS and ARGV of evalWindow-N.lua (pure). */
-export function buildEvalWindowArgs(
-  keys: { record: (pane: number) => string; hll: (pane: number, field: number) => string; scratch: string },
-  panes: number[],
+const EMPTY = Buffer.alloc(0);
+
+/** Parses updatePanes' reply: [status, count] per delta. */
+export function parseUpdateReply(reply: unknown, deltas: number): Array<[number, number]> {
+  if (!Array.isArray(reply) || reply.length !== 2 * deltas) throw new Error(`updatePanes: unexpected reply ${JSON.stringify(reply)}`);
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < reply.length; i += 2) out.push([Number(reply[i]), Number(reply[i + 1])]);
+  return out;
+}
+
+/** Builds KEYS and ARGV of evalWindows-N.lua for windows of one partition (pure). */
+export function buildEvalWindowsArgs(
+  keys: { record: (window: number, pane: number) => string; hll: (window: number, pane: number, field: number) => string; scratch: string },
+  windows: number[][],
   switchable: number[],
   distinct: number[],
   mode: 'c' | 'v',
 ): { keys: string[]; args: Array<string | number | Buffer> } {
   const keyList: string[] = [];
-  for (const p of panes) keyList.push(keys.record(p));
-  if (mode === 'c') {
-    for (const f of switchable) for (const p of panes) keyList.push(keys.hll(p, f));
-    keyList.push(keys.scratch);
-  }
-  return { keys: keyList, args: [panes.length, mode, Buffer.from(switchable), Buffer.from(distinct)] };
+  const p = windows.length > 0 ? windows[0].length : 0;
+  windows.forEach((panes, w) => {
+    if (panes.length !== p) throw new Error('evalWindows: every window must have as many panes');
+    for (const q of panes) keyList.push(keys.record(w, q));
+    if (mode === 'c') for (const f of switchable) for (const q of panes) keyList.push(keys.hll(w, q, f));
+  });
+  if (mode === 'c') keyList.push(keys.scratch);
+  return { keys: keyList, args: [p, mode, Buffer.from(switchable), Buffer.from(distinct), windows.length] };
 }
 
-/** Parses evalWindow's mode 'c' reply. */
+/** Splits evalWindows' reply into one reply per window. */
+export function windowReplies(reply: unknown, windows: number): unknown[] {
+  if (!Array.isArray(reply) || reply.length !== windows) throw new Error(`evalWindows: unexpected reply ${JSON.stringify(reply)}`);
+  return reply;
+}
+
+/** Parses one window's evalWindows reply, mode 'c'. */
 export function parseCountsReply(reply: unknown): { count: number; pruned: boolean; distinct: Map<number, number> } {
-  if (!Array.isArray(reply) || reply.length < 2) throw new Error(`evalWindow: unexpected reply ${JSON.stringify(reply)}`);
+  if (!Array.isArray(reply) || reply.length < 2) throw new Error(`evalWindows: unexpected reply ${JSON.stringify(reply)}`);
   const distinct = new Map<number, number>();
   for (let i = 2; i + 1 < reply.length; i += 2) distinct.set(Number(reply[i]), Number(reply[i + 1]));
   return { count: Number(reply[0]), pruned: Number(reply[1]) === 1, distinct };
 }
 
 /**
- * Parses evalWindow's mode 'v' reply (the window's pane records, as Buffers, null when absent)
+ * Parses one window's evalWindows reply, mode 'v' (its pane records, as Buffers, null when absent)
  * into the group key and the union of the members per field.
  */
 export function parseValuesReply(reply: unknown): { groupKey: GroupKey | null; members: Map<number, string[]> } {
-  if (!Array.isArray(reply)) throw new Error(`evalWindow: unexpected reply ${JSON.stringify(reply)}`);
+  if (!Array.isArray(reply)) throw new Error(`evalWindows: unexpected reply ${JSON.stringify(reply)}`);
   let groupKey: GroupKey | null = null;
   const sets = new Map<number, Set<string>>();
   for (const rec of reply) {
     if (rec === null) continue;
-    if (!Buffer.isBuffer(rec)) throw new Error(`evalWindow: pane record is not a buffer: ${JSON.stringify(rec)}`);
+    if (!Buffer.isBuffer(rec)) throw new Error(`evalWindows: pane record is not a buffer: ${JSON.stringify(rec)}`);
     const nl = rec.indexOf(10);
     if (nl < 0) throw new Error('pane record: no header');
     decodeEntries(rec, nl + 1, (code, value) => {

@@ -5,12 +5,20 @@ import { ClockState } from '../window/partition-clock';
 import { CommitInput, DetectorState, PartitionRestore, PartitionSnapshot, WindowRef, WindowValues } from './detector-state';
 import { panesOfWindow } from '../window/panes';
 import { KeyBuilder } from './keys';
-import { MAX_FIELD_CODE, PaneDelta, UpdatePaneParams, buildEvalWindowArgs, buildUpdatePaneArgs, parseCountsReply, parseValuesReply } from './pane-delta';
+import {
+  MAX_FIELD_CODE, PaneDelta, UpdatePaneParams, buildEvalWindowsArgs, buildUpdatePanesArgs, parseCountsReply, parseUpdateReply, parseValuesReply, windowReplies,
+} from './pane-delta';
 import { registerScripts } from './scripts';
+
+/** Deltas per updatePanes call, windows per evalWindows call: bounds the time one call blocks Redis. */
+export const DELTAS_PER_CALL = 200;
+export const WINDOWS_PER_CALL = 100;
 
 /**
  * The detector's state on Redis (or Redis Cluster). Each method is one pipelined round trip (two
- * when a replay overlaps a batch already applied).
+ * when a replay overlaps a batch already applied). Every key of a partition shares one hash tag,
+ * so one Lua call carries the pane updates (or window evaluations) of many groups: the cost per
+ * batch grows with its records, not with the number of Lua calls.
  */
 export class RedisState implements DetectorState {
   private readonly update: UpdatePaneParams;
@@ -39,7 +47,7 @@ export class RedisState implements DetectorState {
     newPanes: Map<number, number> = new Map(),
   ): Promise<{ replayed: number }> {
     const pipe = this.redis.pipeline();
-    for (const d of deltas) this.queueUpdate(pipe, d, false);
+    const calls = this.queueUpdates(pipe, partition, deltas, false);
     if (newPanes.size > 0) {
       // The first record of a pane wins: a replay after a crash sees the same first offset again.
       const pfo = this.keys.paneFirstOffsets(partition);
@@ -61,27 +69,36 @@ export class RedisState implements DetectorState {
     const replies = await this.exec(pipe, 'apply_batch');
     const partial: PaneDelta[] = [];
     let replayed = 0;
-    deltas.forEach((d, i) => {
-      const [status] = replies[i] as [number, number];
-      if (status === -1) partial.push(d);
-      else if (status === 0) replayed++;
+    calls.forEach((chunk, c) => {
+      parseUpdateReply(replies[c], chunk.length).forEach(([status], i) => {
+        if (status === -1) partial.push(chunk[i]);
+        else if (status === 0) replayed++;
+      });
     });
     if (partial.length > 0) {
       // A replay after a crash overlapped a batch already applied: resend with exact offsets.
       const retry = this.redis.pipeline();
-      for (const d of partial) this.queueUpdate(retry, d, true);
+      this.queueUpdates(retry, partition, partial, true);
       await this.exec(retry, 'apply_batch_retry');
       replayed += partial.length;
     }
     return { replayed };
   }
 
-  private queueUpdate(pipe: ChainableCommander, d: PaneDelta, withOffsets: boolean): void {
-    const { keys, args } = buildUpdatePaneArgs(
-      { record: this.keys.paneRecord(d.gid, d.pane), hll: (f) => this.keys.paneHll(d.gid, d.pane, f) },
-      d, this.update, withOffsets,
-    );
-    pipe.kadeUpdatePaneV2(keys.length, ...keys, ...args);
+  /** Queues the deltas in calls of at most DELTAS_PER_CALL; returns each call's deltas. */
+  private queueUpdates(pipe: ChainableCommander, partition: number, deltas: PaneDelta[], withOffsets: boolean): PaneDelta[][] {
+    const calls: PaneDelta[][] = [];
+    const keyOf = {
+      record: (d: PaneDelta) => this.keys.paneRecord(partition, d.gid, d.pane),
+      hll: (d: PaneDelta, f: number) => this.keys.paneHll(partition, d.gid, d.pane, f),
+    };
+    for (let i = 0; i < deltas.length; i += DELTAS_PER_CALL) {
+      const chunk = deltas.slice(i, i + DELTAS_PER_CALL);
+      const { keys, args } = buildUpdatePanesArgs(keyOf, chunk, this.update, withOffsets);
+      pipe.kadeUpdatePanesV3(keys.length, ...keys, ...args);
+      calls.push(chunk);
+    }
+    return calls;
   }
 
   async loadPartition(partition: number): Promise<PartitionSnapshot> {
@@ -132,28 +149,33 @@ export class RedisState implements DetectorState {
     return new Map(panes.map((p, i) => [p, replies[i]]));
   }
 
-  async evalCounts(windows: WindowRef[]): Promise<WindowAggregates[]> {
-    const pipe = this.redis.pipeline();
-    for (const w of windows) this.queueEval(pipe, w, 'c');
-    return (await this.exec(pipe, 'eval_counts')).map(parseCountsReply);
+  async evalCounts(partition: number, windows: WindowRef[]): Promise<WindowAggregates[]> {
+    return (await this.evalWindows(partition, windows, 'c')).map(parseCountsReply);
   }
 
-  async evalValues(windows: WindowRef[]): Promise<WindowValues[]> {
-    const pipe = this.redis.pipeline();
-    for (const w of windows) this.queueEval(pipe, w, 'v');
-    return (await this.exec(pipe, 'eval_values')).map(parseValuesReply);
+  async evalValues(partition: number, windows: WindowRef[]): Promise<WindowValues[]> {
+    return (await this.evalWindows(partition, windows, 'v')).map(parseValuesReply);
   }
 
-  private queueEval(pipe: ChainableCommander, w: WindowRef, mode: 'c' | 'v'): void {
-    const panes = panesOfWindow(w.end, this.plan.plan.window);
-    const { keys, args } = buildEvalWindowArgs({
-      record: (p) => this.keys.paneRecord(w.gid, p),
-      hll: (p, f) => this.keys.paneHll(w.gid, p, f),
-      scratch: this.keys.scratch(w.gid),
-    }, panes, this.switchable, this.distinct, mode);
-    // Pane records are binary: values mode reads them as Buffers.
-    if (mode === 'v') pipe.kadeEvalWindowV2Buffer(keys.length, ...keys, ...args);
-    else pipe.kadeEvalWindowV2(keys.length, ...keys, ...args);
+  /** One pipeline of evalWindows calls of at most WINDOWS_PER_CALL windows; one reply per window. */
+  private async evalWindows(partition: number, windows: WindowRef[], mode: 'c' | 'v'): Promise<unknown[]> {
+    if (windows.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    const sizes: number[] = [];
+    for (let i = 0; i < windows.length; i += WINDOWS_PER_CALL) {
+      const chunk = windows.slice(i, i + WINDOWS_PER_CALL);
+      const { keys, args } = buildEvalWindowsArgs({
+        record: (w, q) => this.keys.paneRecord(partition, chunk[w].gid, q),
+        hll: (w, q, f) => this.keys.paneHll(partition, chunk[w].gid, q, f),
+        scratch: this.keys.scratch(partition),
+      }, chunk.map((w) => panesOfWindow(w.end, this.plan.plan.window)), this.switchable, this.distinct, mode);
+      // Pane records are binary: values mode reads them as Buffers.
+      if (mode === 'v') pipe.kadeEvalWindowsV3Buffer(keys.length, ...keys, ...args);
+      else pipe.kadeEvalWindowsV3(keys.length, ...keys, ...args);
+      sizes.push(chunk.length);
+    }
+    const replies = await this.exec(pipe, mode === 'v' ? 'eval_values' : 'eval_counts');
+    return replies.flatMap((r, i) => windowReplies(r, sizes[i]));
   }
 
   /**

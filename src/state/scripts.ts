@@ -8,15 +8,15 @@ import { packageRoot } from '../util/package-root';
  * script's contract changes so a mixed-version fleet never runs a script it does not expect).
  */
 export const SCRIPTS = {
-  kadeUpdatePaneV2: 'updatePane-N.lua',
-  kadeEvalWindowV2: 'evalWindow-N.lua',
+  kadeUpdatePanesV3: 'updatePanes-N.lua',
+  kadeEvalWindowsV3: 'evalWindows-N.lua',
 } as const;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    kadeUpdatePaneV2(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<[number, number], Context>;
-    kadeEvalWindowV2(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
-    kadeEvalWindowV2Buffer(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
+    kadeUpdatePanesV3(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<number[], Context>;
+    kadeEvalWindowsV3(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
+    kadeEvalWindowsV3Buffer(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
   }
 }
 

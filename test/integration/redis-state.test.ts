@@ -5,7 +5,7 @@ import { CompiledPlan } from '../../src/detect/compiled-plan';
 import { loadRuleFile } from '../../src/rules/load-rules';
 import { KeyBuilder } from '../../src/state/keys';
 import { PaneDelta } from '../../src/state/pane-delta';
-import { RedisState } from '../../src/state/redis-state';
+import { DELTAS_PER_CALL, RedisState, WINDOWS_PER_CALL } from '../../src/state/redis-state';
 import { packageRoot } from '../../src/util/package-root';
 import { REDIS_URL, deleteByPrefix, keysByPrefix, uniquePrefix } from '../helpers/redis';
 
@@ -54,7 +54,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     await state.applyBatch(0, [d], new Map([[T0, new Set(['g1'])]]), T0);
     const again = await state.applyBatch(0, [d], new Map([[T0, new Set(['g1'])]]), T0);
     assert.equal(again.replayed, 1);
-    const [agg] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    const [agg] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(agg.count, 3);
     assert.equal(agg.distinct.get(URI), 2);
   });
@@ -64,7 +64,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     // After a crash the batch comes back longer: 10..15, of which 13..15 are new.
     const res = await state.applyBatch(0, [delta({ offsets: [10, 11, 12, 13, 14, 15], uris: ['/a', '/z'] })], new Map(), null);
     assert.equal(res.replayed, 1);
-    const [agg] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    const [agg] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(agg.count, 6);
     assert.equal(agg.distinct.get(URI), 2);
   });
@@ -75,7 +75,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
       delta({ pane: T0 + 5 * MIN, offsets: [3], uris: ['/b', '/c'], decisions: ['forbid'] }),
       delta({ pane: T0 + 6 * MIN, offsets: [4], uris: ['/d'] }),
     ], new Map(), null);
-    const [w6, w7] = await state.evalCounts([{ gid: 'g1', end: T0 + 6 * MIN }, { gid: 'g1', end: T0 + 7 * MIN }]);
+    const [w6, w7] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + 6 * MIN }, { gid: 'g1', end: T0 + 7 * MIN }]);
     assert.equal(w6.count, 3);
     assert.equal(w6.distinct.get(URI), 3);
     assert.equal(w6.distinct.get(DEC), 2);
@@ -83,22 +83,51 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     assert.equal(w7.count, 2);
     assert.equal(w7.distinct.get(URI), 3);
     assert.equal(w7.distinct.get(DEC), 2);
-    const [vals] = await state.evalValues([{ gid: 'g1', end: T0 + 6 * MIN }]);
+    const [vals] = await state.evalValues(0, [{ gid: 'g1', end: T0 + 6 * MIN }]);
     assert.deepEqual(vals.groupKey, ['mallory', '203.0.113.9']);
     assert.deepEqual([...(vals.members.get(URI) ?? [])].sort(), ['/a', '/b', '/c']);
   });
 
+  it('updatePanes: many groups of a partition in calls of DELTAS_PER_CALL, each counted and read back in order', async () => {
+    const n = 2 * DELTAS_PER_CALL + 37;
+    const gids = Array.from({ length: n }, (_, i) => `g${i}`);
+    const deltas = gids.map((gid, i) => delta({
+      gid, groupKeyJson: JSON.stringify([`u${i}`, '10.0.0.1']), offsets: Array.from({ length: 1 + (i % 5) }, (_, k) => 10 * i + k),
+      uris: Array.from({ length: 1 + (i % 7) }, (_, k) => `/u${i}/${k}`),
+    }));
+    await state.applyBatch(1, deltas, new Map([[T0, new Set(gids)]]), T0);
+    // One group replays a batch that overlaps the applied one, amid new groups: only its new records count.
+    const again = await state.applyBatch(1, [
+      delta({ gid: 'g3', groupKeyJson: '["u3","10.0.0.1"]', offsets: [30, 31, 32, 33, 34, 35], uris: ['/u3/0', '/new'] }),
+      delta({ gid: 'fresh', offsets: [7] }),
+    ], new Map(), null);
+    assert.equal(again.replayed, 1);
+    const windows = [...gids, 'fresh'].map((gid) => ({ gid, end: T0 + MIN }));
+    assert.ok(windows.length > WINDOWS_PER_CALL);
+    const aggs = await state.evalCounts(1, windows);
+    aggs.slice(0, n).forEach((agg, i) => {
+      assert.equal(agg.count, i === 3 ? 6 : 1 + (i % 5), `count of g${i}`);
+      assert.equal(agg.distinct.get(URI), (i === 3 ? 1 : 0) + 1 + (i % 7), `distinct URIs of g${i}`);
+    });
+    assert.equal(aggs[n].count, 1);
+    const vals = await state.evalValues(1, windows.slice(0, 3 * WINDOWS_PER_CALL / 2));
+    vals.forEach((v, i) => assert.deepEqual(v.groupKey, [`u${i}`, '10.0.0.1']));
+    // The same group on another partition is another group's state: nothing there.
+    const [other] = await state.evalCounts(2, [{ gid: 'g1', end: T0 + MIN }]);
+    assert.equal(other.count, 0);
+  });
+
   it('updatePane: a pane reaching the count bound drops its sets and poisons its windows', async () => {
     await state.applyBatch(0, [delta({ offsets: Array.from({ length: 74 }, (_, i) => i), uris: ['/a', '/b'] })], new Map(), null);
-    const [before] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    const [before] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(before.pruned, false);
     assert.equal(before.count, 74);
     await state.applyBatch(0, [delta({ offsets: [100] })], new Map(), null);
-    const [agg] = await state.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    const [agg] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(agg.pruned, true);
     assert.equal(agg.count, 75);
     const keys = new KeyBuilder(prefix, plan.plan.stateKey);
-    const rec = await redis.getBuffer(keys.paneRecord('g1', T0));
+    const rec = await redis.getBuffer(keys.paneRecord(0, 'g1', T0));
     assert.equal(rec?.toString(), '75 100 x\n', 'only the header of the pruned pane is left');
     assert.equal(plan.matches(agg), false);
   });
@@ -109,13 +138,13 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     const s = new RedisState(redis, new KeyBuilder(prefix, 'small'), small, 600);
     const decisions = Array.from({ length: 50 }, (_, i) => `d${i}`);
     await s.applyBatch(0, [delta({ offsets: [1], decisions: decisions.slice(0, 3) })], new Map(), null);
-    const [exact] = await s.evalCounts([{ gid: 'g1', end: T0 + MIN }]);
+    const [exact] = await s.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(exact.distinct.get(DEC), 3);
-    assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll('g1', T0, DEC)), 0, 'still exact at the threshold');
+    assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll(0, 'g1', T0, DEC)), 0, 'still exact at the threshold');
     await s.applyBatch(0, [delta({ offsets: [2], decisions })], new Map(), null);
     await s.applyBatch(0, [delta({ pane: T0 + MIN, offsets: [3], decisions: ['d0', 'x1'] })], new Map(), null);
-    assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll('g1', T0, DEC)), 1, 'switched');
-    const [approx] = await s.evalCounts([{ gid: 'g1', end: T0 + 2 * MIN }]);
+    assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll(0, 'g1', T0, DEC)), 1, 'switched');
+    const [approx] = await s.evalCounts(0, [{ gid: 'g1', end: T0 + 2 * MIN }]);
     // HyperLogLog of 51 values: Redis' sparse encoding is exact at this size.
     assert.equal(approx.distinct.get(DEC), 51);
     // the URI field is also read by values(): it never switches

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import {
-  GROUP_KEY_CODE, PaneDelta, buildEvalWindowArgs, buildUpdatePaneArgs, decodeEntries, encodeEntries, parseCountsReply, parseValuesReply,
+  GROUP_KEY_CODE, PaneDelta, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, parseCountsReply, parseUpdateReply, parseValuesReply,
 } from '../../src/state/pane-delta';
 
-const keys = { record: 'r', hll: (f: number) => `hll${f}` };
+const keys = { record: (d: PaneDelta) => `r.${d.gid}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}` };
 
 function delta(count: number): PaneDelta {
   return {
@@ -37,34 +37,45 @@ describe('Lua argument builders and the pane record encoding', () => {
     assert.throws(() => decodeEntries(Buffer.from([1, 5, 0x61]), 0, () => undefined), /truncated/);
   });
 
-  it('builds updatePane KEYS with one HyperLogLog key per switchable field and the delta as one buffer', () => {
-    const { keys: k, args } = buildUpdatePaneArgs(keys, delta(2), { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] }, false);
-    assert.deepEqual(k, ['r', 'hll0']);
-    assert.deepEqual(args.slice(0, 6), [2, 10, 12, 600, 75, 3000]);
-    assert.deepEqual([...(args[6] as Buffer)], [0]);
-    assert.deepEqual(decodeAll(args[7] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
-    assert.deepEqual(args.slice(8), [0]);
+  it('builds updatePanes KEYS per delta (record, then one HyperLogLog key per switchable field) and five args per delta', () => {
+    const other = { ...delta(3), gid: 'h', minOffset: 20, maxOffset: 22 };
+    const { keys: k, args } = buildUpdatePanesArgs(keys, [delta(2), other], { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] }, false);
+    assert.deepEqual(k, ['r.g', 'hll0.g', 'r.h', 'hll0.h']);
+    assert.deepEqual(args.slice(0, 3), [600, 75, 3000]);
+    assert.deepEqual([...(args[3] as Buffer)], [0]);
+    assert.equal(args[4], 2);
+    assert.deepEqual(args.slice(5, 8), [2, 10, 12]);
+    assert.deepEqual(decodeAll(args[8] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
+    assert.equal(args[9], '');
+    assert.deepEqual(args.slice(10, 13), [3, 20, 22]);
+    assert.equal(args.length, 15);
   });
 
   it('sends the offsets only when resolving a partial replay', () => {
-    const { args } = buildUpdatePaneArgs(keys, delta(2), { ttlSeconds: 600, pruneAt: 0, exactThreshold: 3000, switchable: [] }, true);
-    assert.deepEqual(args.slice(8), [2, 10, 12]);
+    const { args } = buildUpdatePanesArgs(keys, [delta(2)], { ttlSeconds: 600, pruneAt: 0, exactThreshold: 3000, switchable: [] }, true);
+    assert.equal(args[9], '10,12');
   });
 
   it('sends no entries for a delta that alone reaches the prune bound', () => {
-    const { args } = buildUpdatePaneArgs(keys, delta(75), { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [] }, false);
-    assert.equal((args[7] as Buffer).length, 0);
-    assert.deepEqual(args.slice(8), [0]);
+    const { args } = buildUpdatePanesArgs(keys, [delta(75)], { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [] }, false);
+    assert.equal((args[8] as Buffer).length, 0);
   });
 
-  it('builds evalWindow KEYS pane by pane, then (counts only) HyperLogLogs per field and the scratch key', () => {
-    const k = { record: (p: number) => `r${p}`, hll: (p: number, f: number) => `l${f}.${p}`, scratch: 'tmp' };
-    const c = buildEvalWindowArgs(k, [1, 2], [3], [3, 4], 'c');
-    assert.deepEqual(c.keys, ['r1', 'r2', 'l3.1', 'l3.2', 'tmp']);
+  it('parses updatePanes replies per delta and refuses a reply of another length', () => {
+    assert.deepEqual(parseUpdateReply([1, 4, 0, 2, -1, 0], 3), [[1, 4], [0, 2], [-1, 0]]);
+    assert.throws(() => parseUpdateReply([1, 4], 2), /unexpected reply/);
+  });
+
+  it('builds evalWindows KEYS window by window: panes, then (counts only) HyperLogLogs per field; the scratch key last', () => {
+    const k = { record: (w: number, p: number) => `r${w}.${p}`, hll: (w: number, p: number, f: number) => `l${w}.${f}.${p}`, scratch: 'tmp' };
+    const c = buildEvalWindowsArgs(k, [[1, 2], [2, 3]], [3], [3, 4], 'c');
+    assert.deepEqual(c.keys, ['r0.1', 'r0.2', 'l0.3.1', 'l0.3.2', 'r1.2', 'r1.3', 'l1.3.2', 'l1.3.3', 'tmp']);
     assert.deepEqual(c.args.slice(0, 2), [2, 'c']);
     assert.deepEqual([...(c.args[2] as Buffer)], [3]);
     assert.deepEqual([...(c.args[3] as Buffer)], [3, 4]);
-    assert.deepEqual(buildEvalWindowArgs(k, [1, 2], [3], [3, 4], 'v').keys, ['r1', 'r2']);
+    assert.equal(c.args[4], 2);
+    assert.deepEqual(buildEvalWindowsArgs(k, [[1, 2]], [3], [3, 4], 'v').keys, ['r0.1', 'r0.2']);
+    assert.throws(() => buildEvalWindowsArgs(k, [[1, 2], [3]], [3], [3, 4], 'c'), /as many panes/);
   });
 
   it('parses the replies; values are the union over the pane records', () => {
