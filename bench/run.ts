@@ -67,6 +67,8 @@ interface Options {
   /** Config overrides for this build's router processes only (`--router-set kafka.maxBytesPerPartition=4194304`). */
   routerSet: Record<string, unknown>;
   redisUrl: string | null;
+  /** The profiled runs read the 10x-actors stream (needs the flat-cost runs). */
+  profileX10: boolean;
   keep: boolean;
   latenessMs: number;
 }
@@ -92,13 +94,14 @@ function options(argv: string[]): Options {
       'router-node-args': { type: 'string' },
       'router-set': { type: 'string', multiple: true },
       'redis-url': { type: 'string' },
+      'profile-x10': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--profile-x10] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -125,6 +128,7 @@ function options(argv: string[]): Options {
     detectorOnly: values['detector-only'],
     routerOnly,
     compareCli: values['compare-cli'] ?? null,
+    profileX10: values['profile-x10'],
     routerSet: Object.fromEntries((values['router-set'] ?? []).map((kv) => {
       const at = kv.indexOf('=');
       if (at <= 0) throw new Error(`--router-set takes KEY=VALUE, got ${kv}`);
@@ -317,8 +321,13 @@ async function checkpointsClosed(ctx: Ctx, prefix: string, ends: Map<number, num
   let closed = true;
   for (const [p, end] of ends) {
     if (end === 0) continue;
-    const c = await ctx.redis.hgetall(keys.checkpoint(p));
+    let c = await ctx.redis.hgetall(keys.checkpoint(p));
     own.hgetall++;
+    if (Object.keys(c).length === 0 && ctx.opts.compareCli !== null) {
+      // A --compare-cli build may predate key layout v3 (partition tag without the layout).
+      c = await ctx.redis.hgetall(`${prefix}:{${ctx.ruleKey}:p${p}}:ckpt`);
+      own.hgetall++;
+    }
     states.push(`p${p}: ${JSON.stringify(c)}`);
     if (c.streamTime === undefined || c.streamTime === '') closed = false;
     const lastEnd = Math.floor(Number(c.streamTime) / ctx.hopMs) * ctx.hopMs + ctx.windowMs;
@@ -875,8 +884,10 @@ async function main(): Promise<void> {
         const keep = (opts.routerOnly && f.startsWith('detector')) || (opts.detectorOnly && f.startsWith('router'));
         if (f.endsWith('.cpuprofile') && !keep) rmSync(path.join(profileDir, f));
       }
-      if (!opts.detectorOnly) profRouter = await runRouter(ctx, raw1, `${runId}.keyed.profile`, 'x1', 0, 1, 'router.cpuprofile.tmp');
-      if (!opts.routerOnly) profDetector = await runDetector(ctx, keyed1, 'x1', 0, 1, { profileName: 'detector.cpuprofile.tmp' });
+      const x10 = opts.profileX10 && raw10 !== null && keyed10 !== undefined;
+      if (opts.profileX10 && !x10) throw new Error('--profile-x10 needs the flat-cost runs (no --no-flat)');
+      if (!opts.detectorOnly) profRouter = await runRouter(ctx, x10 ? raw10! : raw1, `${runId}.keyed.profile`, x10 ? 'x10' : 'x1', 0, x10 ? 10 : 1, 'router.cpuprofile.tmp');
+      if (!opts.routerOnly) profDetector = await runDetector(ctx, x10 ? keyed10! : keyed1, x10 ? 'x10' : 'x1', 0, x10 ? 10 : 1, { profileName: 'detector.cpuprofile.tmp' });
       for (const [role, r] of [['router', profRouter], ['detector', profDetector]] as const) {
         const tmp = r?.profile;
         if (tmp === undefined || !existsSync(tmp)) continue;

@@ -13,6 +13,8 @@ export interface FieldAccessor {
   type: FieldType;
   /** Values of the field in one record; empty when null or missing (multi-valued fields give several). */
   read(record: AuditRecord): FieldValue[];
+  /** The same without an array per call (hot loop): one value, several, or null/undefined for none. */
+  readRaw(record: AuditRecord): FieldValue | FieldValue[] | null | undefined;
   /** Copies what this field needs from src into dst (projection onto the internal topic). */
   project(src: AuditRecord, dst: AuditRecord): void;
 }
@@ -141,6 +143,7 @@ export function resolveField(name: string): FieldAccessor {
       if (v === null || v === undefined) return [];
       return Array.isArray(v) ? v : [v];
     },
+    readRaw: def.read,
     project: def.project,
   };
 }

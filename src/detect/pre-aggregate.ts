@@ -66,11 +66,11 @@ const GID_CACHE_MAX = 200_000;
  * batch into one delta per (group, pane) with the distinct (capped) values of each tracked field.
  */
 export class PreAggregator {
-  private readonly readers: Array<{ index: number; read: TrackedField['accessor']['read'] }>;
+  private readonly readers: Array<{ index: number; read: TrackedField['accessor']['readRaw'] }>;
   private readonly gids = new Map<string, string>();
 
   constructor(fields: TrackedField[], private readonly hopMs: number) {
-    this.readers = fields.map((f) => ({ index: f.index, read: f.accessor.read }));
+    this.readers = fields.map((f) => ({ index: f.index, read: f.accessor.readRaw }));
   }
 
   private gidOf(kafkaKey: string): string {
@@ -121,11 +121,14 @@ export class PreAggregator {
       if (r.offset < d.minOffset) d.minOffset = r.offset;
       if (r.offset > d.maxOffset) d.maxOffset = r.offset;
       for (const t of this.readers) {
-        const values = t.read(r.record);
-        if (values.length === 0) continue;
+        const v = t.read(r.record);
+        if (v === null || v === undefined) continue;
+        const many = Array.isArray(v);
+        if (many && v.length === 0) continue;
         let set = d.members.get(t.index);
         if (set === undefined) d.members.set(t.index, (set = new Set()));
-        for (const v of values) set.add(typeof v === 'string' ? capValue(v) : String(v));
+        if (!many) set.add(typeof v === 'string' ? capValue(v) : String(v));
+        else for (const x of v) set.add(typeof x === 'string' ? capValue(x) : String(x));
       }
     }
     into.records += records.length - late;

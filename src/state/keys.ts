@@ -11,10 +11,14 @@ export const STATE_LAYOUT = 3;
  * Cluster, and the partitions spread over the cluster's slots.
  */
 export class KeyBuilder {
+  private readonly parts = new Map<number, string>();
+
   constructor(private readonly prefix: string, private readonly ruleKey: string) {}
 
   private part(partition: number): string {
-    return `${this.prefix}:{${this.ruleKey}:v${STATE_LAYOUT}:p${partition}}`;
+    let tag = this.parts.get(partition);
+    if (tag === undefined) this.parts.set(partition, (tag = `${this.prefix}:{${this.ruleKey}:v${STATE_LAYOUT}:p${partition}}`));
+    return tag;
   }
 
   /**

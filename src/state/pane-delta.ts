@@ -86,12 +86,15 @@ export function decodeEntries(buf: Buffer, start: number, fn: (code: number, val
   }
 }
 
-/** Builds KEYS and ARGV of updatePanes-N.lua for deltas of one partition (pure). */
+/**
+ * Builds KEYS and ARGV of updatePanes-N.lua for deltas of one partition (pure). The first attempt
+ * sends neither offsets nor HyperLogLog keys; a delta answered -1 or -2 is sent again with both.
+ */
 export function buildUpdatePanesArgs(
   keys: { record: (delta: PaneDelta) => string; hll: (delta: PaneDelta, field: number) => string },
   deltas: PaneDelta[],
   params: UpdatePaneParams,
-  withOffsets: boolean,
+  retry: boolean,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
   const keyList: string[] = [];
   const args: Array<string | number | Buffer> = [
@@ -99,11 +102,11 @@ export function buildUpdatePanesArgs(
   ];
   for (const delta of deltas) {
     keyList.push(keys.record(delta));
-    for (const f of params.switchable) keyList.push(keys.hll(delta, f));
+    if (retry) for (const f of params.switchable) keyList.push(keys.hll(delta, f));
     // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
     const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
     const entries = prunes ? EMPTY : encodeEntries(delta.members, delta.groupKeyJson);
-    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, withOffsets ? delta.offsets.join(',') : '');
+    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0);
   }
   return { keys: keyList, args };
 }
@@ -118,29 +121,39 @@ export function parseUpdateReply(reply: unknown, deltas: number): Array<[number,
   return out;
 }
 
-/** Builds KEYS and ARGV of evalWindows-N.lua for windows of one partition (pure). */
+/**
+ * Builds KEYS and ARGV of evalWindows-N.lua for windows of one partition (pure). withHll: send
+ * the HyperLogLog keys (mode 'c'), for windows first answered { -2 } (a pane switched).
+ */
 export function buildEvalWindowsArgs(
   keys: { record: (window: number, pane: number) => string; hll: (window: number, pane: number, field: number) => string; scratch: string },
   windows: number[][],
   switchable: number[],
   distinct: number[],
   mode: 'c' | 'v',
+  withHll = false,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
   const keyList: string[] = [];
   const p = windows.length > 0 ? windows[0].length : 0;
   windows.forEach((panes, w) => {
     if (panes.length !== p) throw new Error('evalWindows: every window must have as many panes');
     for (const q of panes) keyList.push(keys.record(w, q));
-    if (mode === 'c') for (const f of switchable) for (const q of panes) keyList.push(keys.hll(w, q, f));
+    if (mode === 'c' && withHll) for (const f of switchable) for (const q of panes) keyList.push(keys.hll(w, q, f));
   });
   if (mode === 'c') keyList.push(keys.scratch);
-  return { keys: keyList, args: [p, mode, Buffer.from(switchable), Buffer.from(distinct), windows.length] };
+  const flags = mode === 'c' ? (withHll ? '1' : '0').repeat(windows.length) : '';
+  return { keys: keyList, args: [p, mode, Buffer.from(switchable), Buffer.from(distinct), windows.length, flags] };
 }
 
 /** Splits evalWindows' reply into one reply per window. */
 export function windowReplies(reply: unknown, windows: number): unknown[] {
   if (!Array.isArray(reply) || reply.length !== windows) throw new Error(`evalWindows: unexpected reply ${JSON.stringify(reply)}`);
   return reply;
+}
+
+/** True for a window answered { -2 }: evaluate it again with its HyperLogLog keys. */
+export function needsHll(reply: unknown): boolean {
+  return Array.isArray(reply) && reply.length === 1 && Number(reply[0]) === -2;
 }
 
 /** Parses one window's evalWindows reply, mode 'c'. */

@@ -6,7 +6,7 @@ import { CommitInput, DetectorState, PartitionRestore, PartitionSnapshot, Window
 import { panesOfWindow } from '../window/panes';
 import { KeyBuilder } from './keys';
 import {
-  MAX_FIELD_CODE, PaneDelta, UpdatePaneParams, buildEvalWindowsArgs, buildUpdatePanesArgs, parseCountsReply, parseUpdateReply, parseValuesReply, windowReplies,
+  MAX_FIELD_CODE, PaneDelta, UpdatePaneParams, buildEvalWindowsArgs, buildUpdatePanesArgs, needsHll, parseCountsReply, parseUpdateReply, parseValuesReply, windowReplies,
 } from './pane-delta';
 import { registerScripts } from './scripts';
 
@@ -67,26 +67,32 @@ export class RedisState implements DetectorState {
       pipe.expire(this.keys.checkpoint(partition), this.ttlSeconds);
     }
     const replies = await this.exec(pipe, 'apply_batch');
-    const partial: PaneDelta[] = [];
+    const again: Array<{ delta: PaneDelta; partial: boolean }> = [];
     let replayed = 0;
     calls.forEach((chunk, c) => {
       parseUpdateReply(replies[c], chunk.length).forEach(([status], i) => {
-        if (status === -1) partial.push(chunk[i]);
+        if (status === -1 || status === -2) again.push({ delta: chunk[i], partial: status === -1 });
         else if (status === 0) replayed++;
       });
     });
-    if (partial.length > 0) {
-      // A replay after a crash overlapped a batch already applied: resend with exact offsets.
+    if (again.length > 0) {
+      // A replay after a crash overlapped a batch already applied (-1), or a pane switched to a
+      // HyperLogLog (-2): send those again with the exact offsets and the HyperLogLog keys.
       const retry = this.redis.pipeline();
-      this.queueUpdates(retry, partition, partial, true);
-      await this.exec(retry, 'apply_batch_retry');
-      replayed += partial.length;
+      const retried = this.queueUpdates(retry, partition, again.map((a) => a.delta), true);
+      const retryReplies = await this.exec(retry, 'apply_batch_retry');
+      retried.forEach((chunk, c) => {
+        parseUpdateReply(retryReplies[c], chunk.length).forEach(([status]) => {
+          if (status < 0) throw new Error(`updatePanes: status ${status} on a retry with offsets and HyperLogLog keys`);
+        });
+      });
+      replayed += again.filter((a) => a.partial).length;
     }
     return { replayed };
   }
 
   /** Queues the deltas in calls of at most DELTAS_PER_CALL; returns each call's deltas. */
-  private queueUpdates(pipe: ChainableCommander, partition: number, deltas: PaneDelta[], withOffsets: boolean): PaneDelta[][] {
+  private queueUpdates(pipe: ChainableCommander, partition: number, deltas: PaneDelta[], retry: boolean): PaneDelta[][] {
     const calls: PaneDelta[][] = [];
     const keyOf = {
       record: (d: PaneDelta) => this.keys.paneRecord(partition, d.gid, d.pane),
@@ -94,7 +100,7 @@ export class RedisState implements DetectorState {
     };
     for (let i = 0; i < deltas.length; i += DELTAS_PER_CALL) {
       const chunk = deltas.slice(i, i + DELTAS_PER_CALL);
-      const { keys, args } = buildUpdatePanesArgs(keyOf, chunk, this.update, withOffsets);
+      const { keys, args } = buildUpdatePanesArgs(keyOf, chunk, this.update, retry);
       pipe.kadeUpdatePanesV3(keys.length, ...keys, ...args);
       calls.push(chunk);
     }
@@ -157,8 +163,23 @@ export class RedisState implements DetectorState {
     return (await this.evalWindows(partition, windows, 'v')).map(parseValuesReply);
   }
 
-  /** One pipeline of evalWindows calls of at most WINDOWS_PER_CALL windows; one reply per window. */
+  /**
+   * One pipeline of evalWindows calls of at most WINDOWS_PER_CALL windows; one reply per window.
+   * Windows with a pane switched to a HyperLogLog are evaluated again with its keys.
+   */
   private async evalWindows(partition: number, windows: WindowRef[], mode: 'c' | 'v'): Promise<unknown[]> {
+    const out = await this.evalWindowsOnce(partition, windows, mode, false);
+    if (mode === 'v') return out;
+    const again: number[] = [];
+    out.forEach((r, i) => { if (needsHll(r)) again.push(i); });
+    if (again.length > 0) {
+      const retried = await this.evalWindowsOnce(partition, again.map((i) => windows[i]), mode, true);
+      again.forEach((i, k) => { out[i] = retried[k]; });
+    }
+    return out;
+  }
+
+  private async evalWindowsOnce(partition: number, windows: WindowRef[], mode: 'c' | 'v', withHll: boolean): Promise<unknown[]> {
     if (windows.length === 0) return [];
     const pipe = this.redis.pipeline();
     const sizes: number[] = [];
@@ -168,13 +189,13 @@ export class RedisState implements DetectorState {
         record: (w, q) => this.keys.paneRecord(partition, chunk[w].gid, q),
         hll: (w, q, f) => this.keys.paneHll(partition, chunk[w].gid, q, f),
         scratch: this.keys.scratch(partition),
-      }, chunk.map((w) => panesOfWindow(w.end, this.plan.plan.window)), this.switchable, this.distinct, mode);
+      }, chunk.map((w) => panesOfWindow(w.end, this.plan.plan.window)), this.switchable, this.distinct, mode, withHll);
       // Pane records are binary: values mode reads them as Buffers.
       if (mode === 'v') pipe.kadeEvalWindowsV3Buffer(keys.length, ...keys, ...args);
       else pipe.kadeEvalWindowsV3(keys.length, ...keys, ...args);
       sizes.push(chunk.length);
     }
-    const replies = await this.exec(pipe, mode === 'v' ? 'eval_values' : 'eval_counts');
+    const replies = await this.exec(pipe, mode === 'v' ? 'eval_values' : withHll ? 'eval_counts_hll' : 'eval_counts');
     return replies.flatMap((r, i) => windowReplies(r, sizes[i]));
   }
 

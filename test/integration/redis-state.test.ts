@@ -149,6 +149,13 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     assert.equal(approx.distinct.get(DEC), 51);
     // the URI field is also read by values(): it never switches
     assert.equal(approx.distinct.get(URI), 1);
+    // A switched pane takes more values (sent again with its HyperLogLog keys), and among many windows
+    // only those holding it need them.
+    await s.applyBatch(0, [delta({ offsets: [4], decisions: ['d99'] }), delta({ gid: 'g2', offsets: [5], decisions: ['a', 'b'] })], new Map(), null);
+    const [more, plain] = await s.evalCounts(0, [{ gid: 'g1', end: T0 + 2 * MIN }, { gid: 'g2', end: T0 + MIN }]);
+    assert.equal(more.distinct.get(DEC), 52);
+    assert.equal(more.count, 4);
+    assert.equal(plain.distinct.get(DEC), 2);
   });
 
   it('every key written has a TTL', async () => {

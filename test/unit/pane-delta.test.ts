@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import {
-  GROUP_KEY_CODE, PaneDelta, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, parseCountsReply, parseUpdateReply, parseValuesReply,
+  GROUP_KEY_CODE, PaneDelta, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, needsHll, parseCountsReply, parseUpdateReply, parseValuesReply,
 } from '../../src/state/pane-delta';
 
 const keys = { record: (d: PaneDelta) => `r.${d.gid}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}` };
@@ -37,23 +37,22 @@ describe('Lua argument builders and the pane record encoding', () => {
     assert.throws(() => decodeEntries(Buffer.from([1, 5, 0x61]), 0, () => undefined), /truncated/);
   });
 
-  it('builds updatePanes KEYS per delta (record, then one HyperLogLog key per switchable field) and five args per delta', () => {
+  it('builds updatePanes KEYS per delta (its record; on a retry also one HyperLogLog key per switchable field) and six args per delta', () => {
     const other = { ...delta(3), gid: 'h', minOffset: 20, maxOffset: 22 };
-    const { keys: k, args } = buildUpdatePanesArgs(keys, [delta(2), other], { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] }, false);
-    assert.deepEqual(k, ['r.g', 'hll0.g', 'r.h', 'hll0.h']);
+    const params = { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] };
+    const { keys: k, args } = buildUpdatePanesArgs(keys, [delta(2), other], params, false);
+    assert.deepEqual(k, ['r.g', 'r.h']);
     assert.deepEqual(args.slice(0, 3), [600, 75, 3000]);
     assert.deepEqual([...(args[3] as Buffer)], [0]);
     assert.equal(args[4], 2);
     assert.deepEqual(args.slice(5, 8), [2, 10, 12]);
     assert.deepEqual(decodeAll(args[8] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
-    assert.equal(args[9], '');
-    assert.deepEqual(args.slice(10, 13), [3, 20, 22]);
-    assert.equal(args.length, 15);
-  });
-
-  it('sends the offsets only when resolving a partial replay', () => {
-    const { args } = buildUpdatePanesArgs(keys, [delta(2)], { ttlSeconds: 600, pruneAt: 0, exactThreshold: 3000, switchable: [] }, true);
-    assert.equal(args[9], '10,12');
+    assert.deepEqual(args.slice(9, 11), ['', 0]);
+    assert.deepEqual(args.slice(11, 14), [3, 20, 22]);
+    assert.equal(args.length, 17);
+    const retry = buildUpdatePanesArgs(keys, [delta(2), other], params, true);
+    assert.deepEqual(retry.keys, ['r.g', 'hll0.g', 'r.h', 'hll0.h']);
+    assert.deepEqual(retry.args.slice(9, 11), ['10,12', 1]);
   });
 
   it('sends no entries for a delta that alone reaches the prune bound', () => {
@@ -66,16 +65,21 @@ describe('Lua argument builders and the pane record encoding', () => {
     assert.throws(() => parseUpdateReply([1, 4], 2), /unexpected reply/);
   });
 
-  it('builds evalWindows KEYS window by window: panes, then (counts only) HyperLogLogs per field; the scratch key last', () => {
+  it('builds evalWindows KEYS window by window: panes, then (counts, with HyperLogLogs) HyperLogLogs per field; the scratch key last', () => {
     const k = { record: (w: number, p: number) => `r${w}.${p}`, hll: (w: number, p: number, f: number) => `l${w}.${f}.${p}`, scratch: 'tmp' };
-    const c = buildEvalWindowsArgs(k, [[1, 2], [2, 3]], [3], [3, 4], 'c');
+    const plain = buildEvalWindowsArgs(k, [[1, 2], [2, 3]], [3], [3, 4], 'c');
+    assert.deepEqual(plain.keys, ['r0.1', 'r0.2', 'r1.2', 'r1.3', 'tmp']);
+    assert.deepEqual(plain.args.slice(0, 2), [2, 'c']);
+    assert.deepEqual([...(plain.args[2] as Buffer)], [3]);
+    assert.deepEqual([...(plain.args[3] as Buffer)], [3, 4]);
+    assert.deepEqual(plain.args.slice(4), [2, '00']);
+    const c = buildEvalWindowsArgs(k, [[1, 2], [2, 3]], [3], [3, 4], 'c', true);
     assert.deepEqual(c.keys, ['r0.1', 'r0.2', 'l0.3.1', 'l0.3.2', 'r1.2', 'r1.3', 'l1.3.2', 'l1.3.3', 'tmp']);
-    assert.deepEqual(c.args.slice(0, 2), [2, 'c']);
-    assert.deepEqual([...(c.args[2] as Buffer)], [3]);
-    assert.deepEqual([...(c.args[3] as Buffer)], [3, 4]);
-    assert.equal(c.args[4], 2);
+    assert.deepEqual(c.args.slice(4), [2, '11']);
     assert.deepEqual(buildEvalWindowsArgs(k, [[1, 2]], [3], [3, 4], 'v').keys, ['r0.1', 'r0.2']);
     assert.throws(() => buildEvalWindowsArgs(k, [[1, 2], [3]], [3], [3, 4], 'c'), /as many panes/);
+    assert.equal(needsHll([-2]), true);
+    assert.equal(needsHll([3, 0]), false);
   });
 
   it('parses the replies; values are the union over the pane records', () => {

@@ -2,17 +2,18 @@
   Reads the aggregates of several (group, window) pairs of one partition (the union of each
   window's panes); all keys share the partition's hash tag.
 
-  Window i (1-based) owns KEYS[(i-1)*s+1 .. i*s], s = p (mode 'v') or p + h*p (mode 'c'):
-  KEYS[1 .. p]          its pane records, oldest first (format: updatePanes-N.lua)
-  mode 'c' only:
-  KEYS[p+1 .. p+h*p]    per switchable field, per pane: the pane's HyperLogLog of that field
-  mode 'c' only: KEYS[last] a scratch key for merging exact values into a HyperLogLog
+  Each window owns, in order: its p pane records, oldest first (format: updatePanes-N.lua), then,
+  mode 'c' and its flag in ARGV[6] '1' only, per switchable field, per pane: the pane's
+  HyperLogLog of that field. Mode 'c': KEYS[last] is a scratch key for merging exact values into
+  a HyperLogLog. HyperLogLog keys are sent only when needed: a window with a switched pane and
+  no HyperLogLog keys answers { -2 } and is sent again with them.
 
   ARGV[1]   p: number of panes of a window
   ARGV[2]   mode: 'c' counts, 'v' values
   ARGV[3]   switchable field codes, one byte each (h = its length)
   ARGV[4]   codes of the fields read by count_distinct, one byte each
   ARGV[5]   w: number of windows
+  ARGV[6]   mode 'c': one character per window, '1' if its HyperLogLog keys are given
 
   Returns one reply per window; mode 'c': { count, pruned (0/1), then pairs field code, distinct
   count } for every distinct field with values or a HyperLogLog; mode 'v': the pane records
@@ -37,10 +38,10 @@ local switchable, distinctCodes = ARGV[3], ARGV[4]
 local isDistinct, hllIndex = {}, {}
 for i = 1, #distinctCodes do isDistinct[string.byte(distinctCodes, i)] = true end
 for j = 1, #switchable do hllIndex[string.byte(switchable, j)] = j end
-local stride = p + #switchable * p
 local scratch = KEYS[#KEYS]
+local flags = ARGV[6]
 
-local function counts(base)
+local function counts(base, withHll)
   local count = 0
   local bodies = {}
   -- hllKeys[j] = HyperLogLog keys of switchable field j that hold values
@@ -54,6 +55,7 @@ local function counts(base)
       if string.find(rest, ' x', 1, true) then return { count, 1 } end
       local h = string.match(rest, ' h([%d,]+)')
       if h then
+        if not withHll then return { -2 } end
         for code in string.gmatch(h, '%d+') do
           local j = hllIndex[tonumber(code)]
           if j then
@@ -121,5 +123,11 @@ local function counts(base)
 end
 
 local out = {}
-for i = 1, w do out[i] = counts((i - 1) * stride) end
+local base = 0
+for i = 1, w do
+  local withHll = string.sub(flags, i, i) == '1'
+  out[i] = counts(base, withHll)
+  base = base + p
+  if withHll then base = base + #switchable * p end
+end
 return out

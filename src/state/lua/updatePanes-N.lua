@@ -2,8 +2,10 @@
   Applies one batch's pre-aggregated deltas to the panes of several groups of one partition
   (all keys share the partition's hash tag).
 
-  Delta i (1-based) owns KEYS[(i-1)*(1+h)+1 ..]: its pane record, then one HyperLogLog per
-  switchable field (count_distinct only), in ARGV[4]'s order (h = #ARGV[4]).
+  Each delta owns, in order, its pane record in KEYS and, when its sixth argument is 1, one
+  HyperLogLog key per switchable field (count_distinct only), in ARGV[4]'s order (h = #ARGV[4]).
+  HyperLogLog keys are sent only when needed: a pane whose field switched (or would switch now)
+  answers -2 without writing anything, and is sent again with them.
   The pane record (STRING): header line "<count> <last applied offset>[ x][ h<i>,<j>...]\n"
   (x: pruned; h: fields that switched to a HyperLogLog), then entries: one byte field code, the
   value length (one byte below 128, else two: 128 + high, low), the value; code 255 is the
@@ -13,15 +15,15 @@
   ARGV[2]   prune bound K: once a pane's count reaches K its entries are dropped (0: never)
   ARGV[3]   exact threshold: a switchable field above this many values becomes a HyperLogLog
   ARGV[4]   switchable field codes, one byte each
-  ARGV[5]   d: number of deltas; then 5 arguments per delta, from ARGV[6 + (i-1)*5]:
+  ARGV[5]   d: number of deltas; then 6 arguments per delta, from ARGV[6 + (i-1)*6]:
             count delta (records in this batch for this group and pane), smallest and largest
             Kafka offset among those records, the entries (same encoding, the group key first;
-            distinct within the delta), and the offsets of the counted records, comma-separated
-            (empty unless retrying a partial replay)
+            distinct within the delta), the offsets of the counted records, comma-separated
+            (empty unless retrying a partial replay), 1 if its HyperLogLog keys follow its record
 
   Returns { status_1, count_1, status_2, count_2, ... }: status 1 applied, 0 already applied
-  (replay of an applied batch), -1 partial overlap with an applied batch and no offsets given:
-  send that delta again with its offsets. The count is guarded by the offset so a replay after a
+  (replay of an applied batch), -1 partial overlap with an applied batch and no offsets given,
+  -2 HyperLogLog keys needed and not given: send that delta again with what it lacked. The count is guarded by the offset so a replay after a
   crash never counts twice; entries and HyperLogLogs are idempotent by nature. One GET and one
   SET per delta on the common path.
 ]]
@@ -51,8 +53,9 @@ end
 local hllSlot = {}
 for i = 1, h do hllSlot[string.byte(codes, i)] = i end
 
--- k: index of the delta's pane record in KEYS; its HyperLogLog of switchable field j is KEYS[k + j].
-local function apply(k, n, minOff, maxOff, maxOffText, incoming, offsets)
+-- k: index of the delta's pane record in KEYS; its HyperLogLog of switchable field j is KEYS[k + j]
+-- when withHll.
+local function apply(k, withHll, n, minOff, maxOff, maxOffText, incoming, offsets)
   local key = KEYS[k]
   local count, applied, pruned, body = 0, -1, false, ''
   local switched, switchedList = {}, {}
@@ -73,6 +76,7 @@ local function apply(k, n, minOff, maxOff, maxOffText, incoming, offsets)
   end
 
   if applied >= maxOff then return 0, count end
+  if #switchedList > 0 and not withHll then return -2, 0 end
   if applied >= minOff then
     if offsets == '' then return -1, 0 end
     n = 0
@@ -84,7 +88,7 @@ local function apply(k, n, minOff, maxOff, maxOffText, incoming, offsets)
 
   if pruned or (pruneAt > 0 and count >= pruneAt) then
     -- Every window holding this pane has count >= K: its entries can never matter again.
-    if not pruned then
+    if not pruned and withHll then
       for j = 1, h do redis.call('DEL', KEYS[k + j]) end
     end
     redis.call('SET', key, count .. ' ' .. maxOffText .. ' x\n', 'EX', ttl)
@@ -117,6 +121,7 @@ local function apply(k, n, minOff, maxOff, maxOffText, incoming, offsets)
   -- Above the threshold ES|QL itself is approximate: move such a field to its HyperLogLog.
   for code, c in pairs(exact) do
     if c > threshold then
+      if not withHll then return -2, 0 end
       local kept, moved = {}, {}
       walk(body, function(f, from, start, to)
         if f == code then moved[#moved + 1] = string.sub(body, start, to)
@@ -149,12 +154,16 @@ local function apply(k, n, minOff, maxOff, maxOffText, incoming, offsets)
 end
 
 local out = {}
+local k = 1
 for i = 1, d do
-  local a = 5 + (i - 1) * 5
-  local status, count = apply((i - 1) * (1 + h) + 1, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
+  local a = 5 + (i - 1) * 6
+  local withHll = ARGV[a + 6] == '1'
+  local status, count = apply(k, withHll, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
     ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
   if type(status) == 'table' then return status end
   out[#out + 1] = status
   out[#out + 1] = count
+  k = k + 1
+  if withHll then k = k + h end
 end
 return out
