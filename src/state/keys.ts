@@ -44,7 +44,7 @@ export class KeyBuilder {
     return `${this.part(partition)}:panes`;
   }
 
-  /** SET of group ids active in one pane of this partition. */
+  /** STRING: the ids of the groups active in one pane of this partition, each followed by ','. */
   activeGroups(partition: number, pane: number): string {
     return `${this.part(partition)}:a:${pane}`;
   }

@@ -91,14 +91,22 @@ export function decodeEntries(buf: Buffer, start: number, fn: (code: number, val
  * sends neither offsets nor HyperLogLog keys; a delta answered -1 or -2 is sent again with both.
  */
 export function buildUpdatePanesArgs(
-  keys: { record: (delta: PaneDelta) => string; hll: (delta: PaneDelta, field: number) => string },
+  keys: { record: (delta: PaneDelta) => string; hll: (delta: PaneDelta, field: number) => string; active: (pane: number) => string },
   deltas: PaneDelta[],
   params: UpdatePaneParams,
   retry: boolean,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
+  // The active-group lists of the call's panes come first in KEYS.
+  const activeIndex = new Map<number, number>();
   const keyList: string[] = [];
+  for (const d of deltas) {
+    if (!activeIndex.has(d.pane)) {
+      keyList.push(keys.active(d.pane));
+      activeIndex.set(d.pane, keyList.length);
+    }
+  }
   const args: Array<string | number | Buffer> = [
-    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length,
+    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length, activeIndex.size,
   ];
   for (const delta of deltas) {
     keyList.push(keys.record(delta));
@@ -106,7 +114,7 @@ export function buildUpdatePanesArgs(
     // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
     const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
     const entries = prunes ? EMPTY : encodeEntries(delta.members, delta.groupKeyJson);
-    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0);
+    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0, activeIndex.get(delta.pane) as number);
   }
   return { keys: keyList, args };
 }

@@ -54,12 +54,8 @@ export class RedisState implements DetectorState {
       for (const [pane, offset] of newPanes) pipe.hsetnx(pfo, String(pane), String(offset));
       pipe.expire(pfo, this.ttlSeconds);
     }
-    for (const [pane, gids] of activeByPane) {
-      const activeKey = this.keys.activeGroups(partition, pane);
-      pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
-      pipe.sadd(activeKey, ...gids);
-      pipe.expire(activeKey, this.ttlSeconds);
-    }
+    // The groups of each pane are listed by updatePanes itself, when it writes a new pane record.
+    for (const pane of activeByPane.keys()) pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
     if (activeByPane.size > 0) pipe.expire(this.keys.activePanes(partition), this.ttlSeconds);
     if (streamTime !== null) {
       // Stream time is safe to save early: it only reflects records made durable in this pipeline.
@@ -97,6 +93,7 @@ export class RedisState implements DetectorState {
     const keyOf = {
       record: (d: PaneDelta) => this.keys.paneRecord(partition, d.gid, d.pane),
       hll: (d: PaneDelta, f: number) => this.keys.paneHll(partition, d.gid, d.pane, f),
+      active: (pane: number) => this.keys.activeGroups(partition, pane),
     };
     for (let i = 0; i < deltas.length; i += DELTAS_PER_CALL) {
       const chunk = deltas.slice(i, i + DELTAS_PER_CALL);
@@ -150,9 +147,9 @@ export class RedisState implements DetectorState {
   /** Groups active in each of the given panes of a partition. */
   async activeGroups(partition: number, panes: number[]): Promise<Map<number, string[]>> {
     const pipe = this.redis.pipeline();
-    for (const p of panes) pipe.smembers(this.keys.activeGroups(partition, p));
-    const replies = await this.exec(pipe, 'active_groups') as string[][];
-    return new Map(panes.map((p, i) => [p, replies[i]]));
+    for (const p of panes) pipe.get(this.keys.activeGroups(partition, p));
+    const replies = await this.exec(pipe, 'active_groups') as Array<string | null>;
+    return new Map(panes.map((p, i) => [p, activeList(replies[i])]));
   }
 
   async evalCounts(partition: number, windows: WindowRef[]): Promise<WindowAggregates[]> {
@@ -261,6 +258,14 @@ function connectionCounter(redis: Redis): { closes: number } {
     counters.set(redis, (c = counter));
   }
   return c;
+}
+
+/** The group ids of an active-group list ('<gid>,<gid>,...'), each once. */
+function activeList(list: string | null): string[] {
+  if (list === null || list === '') return [];
+  const ids = list.split(',');
+  ids.pop();
+  return [...new Set(ids)];
 }
 
 function scoreMap(withScores: string[]): Map<string, number> {

@@ -173,7 +173,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
   });
 
   it('commit and loadPartition round-trip the checkpoint, active panes and recent matches', async () => {
-    await state.applyBatch(2, [delta({ offsets: [1] })], new Map([[T0, new Set(['g1'])], [T0 + MIN, new Set(['g2'])]]), T0 + 90_000);
+    await state.applyBatch(2, [delta({ offsets: [1] }), delta({ gid: 'g2', pane: T0 + MIN, offsets: [2] })], new Map([[T0, new Set(['g1'])], [T0 + MIN, new Set(['g2'])]]), T0 + 90_000);
     await state.commit(2, {
       clock: { streamTime: T0 + 90_000, lastClosed: T0 + MIN, idleWatermark: null },
       matched: [{ gid: 'g1', end: T0 + MIN }], alerted: [], retiredPanes: [T0],

@@ -3,7 +3,7 @@ import {
   GROUP_KEY_CODE, PaneDelta, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, needsHll, parseCountsReply, parseUpdateReply, parseValuesReply,
 } from '../../src/state/pane-delta';
 
-const keys = { record: (d: PaneDelta) => `r.${d.gid}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}` };
+const keys = { record: (d: PaneDelta) => `r.${d.gid}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}`, active: (pane: number) => `a.${pane}` };
 
 function delta(count: number): PaneDelta {
   return {
@@ -37,27 +37,30 @@ describe('Lua argument builders and the pane record encoding', () => {
     assert.throws(() => decodeEntries(Buffer.from([1, 5, 0x61]), 0, () => undefined), /truncated/);
   });
 
-  it('builds updatePanes KEYS per delta (its record; on a retry also one HyperLogLog key per switchable field) and six args per delta', () => {
+  it('builds updatePanes KEYS (the panes\' active-group lists, then per delta its record and, on a retry, its HyperLogLog keys) and seven args per delta', () => {
     const other = { ...delta(3), gid: 'h', minOffset: 20, maxOffset: 22 };
+    const later = { ...delta(1), gid: 'h', pane: 120_000, minOffset: 23, maxOffset: 23 };
     const params = { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] };
-    const { keys: k, args } = buildUpdatePanesArgs(keys, [delta(2), other], params, false);
-    assert.deepEqual(k, ['r.g', 'r.h']);
+    const { keys: k, args } = buildUpdatePanesArgs(keys, [delta(2), other, later], params, false);
+    assert.deepEqual(k, ['a.60000', 'a.120000', 'r.g', 'r.h', 'r.h']);
     assert.deepEqual(args.slice(0, 3), [600, 75, 3000]);
     assert.deepEqual([...(args[3] as Buffer)], [0]);
-    assert.equal(args[4], 2);
-    assert.deepEqual(args.slice(5, 8), [2, 10, 12]);
-    assert.deepEqual(decodeAll(args[8] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
-    assert.deepEqual(args.slice(9, 11), ['', 0]);
-    assert.deepEqual(args.slice(11, 14), [3, 20, 22]);
-    assert.equal(args.length, 17);
+    assert.deepEqual(args.slice(4, 6), [3, 2]);
+    assert.deepEqual(args.slice(6, 9), [2, 10, 12]);
+    assert.deepEqual(decodeAll(args[9] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
+    assert.deepEqual(args.slice(10, 13), ['', 0, 1]);
+    assert.deepEqual(args.slice(13, 16), [3, 20, 22]);
+    assert.equal(args[19], 1);
+    assert.equal(args[26], 2, 'the third delta lists its group in the second pane\'s list');
+    assert.equal(args.length, 27);
     const retry = buildUpdatePanesArgs(keys, [delta(2), other], params, true);
-    assert.deepEqual(retry.keys, ['r.g', 'hll0.g', 'r.h', 'hll0.h']);
-    assert.deepEqual(retry.args.slice(9, 11), ['10,12', 1]);
+    assert.deepEqual(retry.keys, ['a.60000', 'r.g', 'hll0.g', 'r.h', 'hll0.h']);
+    assert.deepEqual(retry.args.slice(10, 13), ['10,12', 1, 1]);
   });
 
   it('sends no entries for a delta that alone reaches the prune bound', () => {
     const { args } = buildUpdatePanesArgs(keys, [delta(75)], { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [] }, false);
-    assert.equal((args[8] as Buffer).length, 0);
+    assert.equal((args[9] as Buffer).length, 0);
   });
 
   it('parses updatePanes replies per delta and refuses a reply of another length', () => {

@@ -2,10 +2,13 @@
   Applies one batch's pre-aggregated deltas to the panes of several groups of one partition
   (all keys share the partition's hash tag).
 
-  Each delta owns, in order, its pane record in KEYS and, when its sixth argument is 1, one
-  HyperLogLog key per switchable field (count_distinct only), in ARGV[4]'s order (h = #ARGV[4]).
-  HyperLogLog keys are sent only when needed: a pane whose field switched (or would switch now)
-  answers -2 without writing anything, and is sent again with them.
+  KEYS[1 .. a] are the active-group lists of the panes of this call (STRING, group ids each
+  followed by ','): a group id is appended when its pane record is first written, so a list holds
+  the groups with data in its pane, once each; the id is read from the record's key
+  (`...}:<gid>:<pane>`). Then each delta owns, in order, its pane record and, when its sixth
+  argument is 1, one HyperLogLog key per switchable field (count_distinct only), in ARGV[4]'s
+  order (h = #ARGV[4]). HyperLogLog keys are sent only when needed: a pane whose field switched
+  (or would switch now) answers -2 without writing anything, and is sent again with them.
   The pane record (STRING): header line "<count> <last applied offset>[ x][ h<i>,<j>...]\n"
   (x: pruned; h: fields that switched to a HyperLogLog), then entries: one byte field code, the
   value length (one byte below 128, else two: 128 + high, low), the value; code 255 is the
@@ -15,23 +18,27 @@
   ARGV[2]   prune bound K: once a pane's count reaches K its entries are dropped (0: never)
   ARGV[3]   exact threshold: a switchable field above this many values becomes a HyperLogLog
   ARGV[4]   switchable field codes, one byte each
-  ARGV[5]   d: number of deltas; then 6 arguments per delta, from ARGV[6 + (i-1)*6]:
+  ARGV[5]   d: number of deltas
+  ARGV[6]   a: number of active-group lists at the start of KEYS; then 7 arguments per delta,
+            from ARGV[7 + (i-1)*7]:
             count delta (records in this batch for this group and pane), smallest and largest
             Kafka offset among those records, the entries (same encoding, the group key first;
             distinct within the delta), the offsets of the counted records, comma-separated
-            (empty unless retrying a partial replay), 1 if its HyperLogLog keys follow its record
+            (empty unless retrying a partial replay), 1 if its HyperLogLog keys follow its record,
+            the index in KEYS of its pane's active-group list
 
   Returns { status_1, count_1, status_2, count_2, ... }: status 1 applied, 0 already applied
   (replay of an applied batch), -1 partial overlap with an applied batch and no offsets given,
-  -2 HyperLogLog keys needed and not given: send that delta again with what it lacked. The count is guarded by the offset so a replay after a
-  crash never counts twice; entries and HyperLogLogs are idempotent by nature. One GET and one
-  SET per delta on the common path.
+  -2 HyperLogLog keys needed and not given: send that delta again with what it lacked. The count
+  is guarded by the offset so a replay after a crash never counts twice; entries and
+  HyperLogLogs are idempotent by nature. One GET and one SET per delta on the common path.
 ]]
 local ttl = tonumber(ARGV[1])
 local pruneAt = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
 local codes = ARGV[4]
 local d = tonumber(ARGV[5])
+local a = tonumber(ARGV[6])
 local h = #codes
 
 -- Calls fn(code, from, start, to) for each entry of s (bytes from..to are the whole entry,
@@ -54,12 +61,16 @@ local hllSlot = {}
 for i = 1, h do hllSlot[string.byte(codes, i)] = i end
 
 -- k: index of the delta's pane record in KEYS; its HyperLogLog of switchable field j is KEYS[k + j]
--- when withHll.
-local function apply(k, withHll, n, minOff, maxOff, maxOffText, incoming, offsets)
+-- when withHll; KEYS[active] lists the groups of its pane.
+local function apply(k, withHll, active, n, minOff, maxOff, maxOffText, incoming, offsets)
   local key = KEYS[k]
   local count, applied, pruned, body = 0, -1, false, ''
   local switched, switchedList = {}, {}
   local rec = redis.call('GET', key)
+  -- Writing a new pane record makes its group active in the pane.
+  local function created()
+    if not rec then redis.call('APPEND', KEYS[active], string.match(key, '}:([^:]+):[^:]+$') .. ',') end
+  end
   if rec then
     local nl = string.find(rec, '\n', 1, true)
     local c, o, rest = string.match(string.sub(rec, 1, nl - 1), '^(%d+) (%-?%d+)(.*)$')
@@ -92,6 +103,7 @@ local function apply(k, withHll, n, minOff, maxOff, maxOffText, incoming, offset
       for j = 1, h do redis.call('DEL', KEYS[k + j]) end
     end
     redis.call('SET', key, count .. ' ' .. maxOffText .. ' x\n', 'EX', ttl)
+    created()
     return 1, count
   end
 
@@ -150,20 +162,22 @@ local function apply(k, withHll, n, minOff, maxOff, maxOffText, incoming, offset
   local header = count .. ' ' .. maxOffText
   if #switchedList > 0 then header = header .. ' h' .. table.concat(switchedList, ',') end
   redis.call('SET', key, header .. '\n' .. body, 'EX', ttl)
+  created()
   return 1, count
 end
 
 local out = {}
-local k = 1
+local k = a + 1
 for i = 1, d do
-  local a = 5 + (i - 1) * 6
-  local withHll = ARGV[a + 6] == '1'
-  local status, count = apply(k, withHll, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
-    ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+  local base = 6 + (i - 1) * 7
+  local withHll = ARGV[base + 6] == '1'
+  local status, count = apply(k, withHll, tonumber(ARGV[base + 7]), tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]),
+    tonumber(ARGV[base + 3]), ARGV[base + 3], ARGV[base + 4], ARGV[base + 5])
   if type(status) == 'table' then return status end
   out[#out + 1] = status
   out[#out + 1] = count
   k = k + 1
   if withHll then k = k + h end
 end
+for i = 1, a do redis.call('EXPIRE', KEYS[i], ttl) end
 return out
