@@ -296,12 +296,6 @@ export const schema = {
       default: 0,
       env: 'KADE_DETECTOR_FLUSH_INTERVAL_MS',
     },
-    concurrentPartitions: {
-      doc: 'Keyed partitions handled at once by one detector (batches of one partition always run in order): one partition\'s Redis and Kafka round trips overlap the others\' work.',
-      format: 'positive-int',
-      default: 4,
-      env: 'KADE_DETECTOR_CONCURRENT_PARTITIONS',
-    },
     maxBufferedRecords: {
       doc: 'Records folded in memory per partition before a write to Redis is forced (bounds memory and the replay after a crash).',
       format: 'positive-int',

@@ -12,7 +12,7 @@ import { Logger } from '../ops/logger';
 import { LagTracker, Metrics } from '../ops/metrics';
 import { KeyBuilder } from '../state/keys';
 import { RedisState } from '../state/redis-state';
-import { KeyedSerial } from '../util/serial';
+import { Serial } from '../util/serial';
 import { CompiledPlan, GroupKey } from './compiled-plan';
 import { groupKafkaKey } from './group-id';
 import { CommittedPosition, Detector, DetectorRecord, decodeCheckpoints, encodeCheckpoints } from './detector';
@@ -23,9 +23,7 @@ const CHECKED_KEYS_MAX = 200_000;
 
 /**
  * The detector stage: a consumer group on the keyed topic (read_committed), one Detector per
- * rule, a wall-clock timer for idle partitions. Up to detector.concurrentPartitions partitions are
- * handled at once (one partition's Redis and Kafka round trips overlap another's work); the
- * batches and timer ticks of one partition run one at a time, and rebalances wait for all.
+ * rule, a wall-clock timer for idle partitions. Batches and timer ticks run one at a time.
  */
 export class DetectorStage {
   private consumer: Consumer | null = null;
@@ -33,8 +31,7 @@ export class DetectorStage {
   private readonly sink: KafkaAlertSink;
   private readonly detectors = new Map<string, Detector>();
   private readonly codec = new KeyedCodec();
-  private readonly serial = new KeyedSerial<number>();
-  private ticking = false;
+  private readonly serial = new Serial();
   private timer: NodeJS.Timeout | null = null;
   private upstream: UpstreamBacklog | null = null;
   private assigned: number[] = [];
@@ -115,7 +112,7 @@ export class DetectorStage {
       this.metrics.consumerLag.set({ stage: 'detector' }, 0);
       // Buffered records of partitions about to move are dropped, never committed: their next
       // owner reads them again from the last commit.
-      void this.serial.runAll(async () => {
+      void this.serial.run(async () => {
         for (const d of this.detectors.values()) d.reset();
         this.positions.clear();
         this.committedAt.clear();
@@ -124,7 +121,7 @@ export class DetectorStage {
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.assigned = e.payload.memberAssignment[config.topics.keyed] ?? [];
       this.joined = true;
-      void this.serial.runAll(async () => {
+      void this.serial.run(async () => {
         const committed = await this.committedPositions();
         for (const [ruleId, d] of this.detectors) {
           d.reset();
@@ -148,24 +145,20 @@ export class DetectorStage {
     const upstream = new UpstreamBacklog(this.kafka, upstreamGroup(config), config.topics.raw, config.detector.upstreamMaxLag);
     this.upstream = upstream;
     this.timer = setInterval(() => {
-      if (!this.joined || this.ticking) return;
-      this.updateWatermarkLag();
-      const due = new Set<number>();
-      for (const d of this.detectors.values()) for (const p of d.tickCandidates()) due.add(p);
-      if (due.size === 0) return;
-      this.ticking = true;
-      void (async () => {
+      if (!this.joined) return;
+      this.serial.run(async () => {
+        this.updateWatermarkLag();
+        const idle = [...this.detectors.values()].some((d) => d.idleCandidates().length > 0);
+        if (!idle) return;
         const drained = await upstream.drained();
-        await Promise.all([...due].map((p) => this.serial.run(p, async () => {
-          for (const d of this.detectors.values()) {
-            const r = await d.onTick(drained, p);
-            for (const seek of r.seeks) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });
-            for (const c of r.commits) await this.commitIfDurable(consumer, c.partition);
-          }
-        })));
-      })().catch((err) => this.log.error({ err }, 'idle timer failed')).finally(() => { this.ticking = false; });
+        for (const d of this.detectors.values()) {
+          const r = await d.onTick(drained);
+          for (const seek of r.seeks) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });
+          for (const c of r.commits) await this.commitIfDurable(consumer, c.partition);
+        }
+      }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
-    await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => this.serial.run(batch.partition, async () => {
+    await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => this.serial.run(async () => {
       // Queued behind a rebuild's seek: this batch belongs to the old position.
       if (payload.isStale()) return;
       const started = process.hrtime.bigint();
@@ -207,7 +200,7 @@ export class DetectorStage {
       await this.commitIfDurable(consumer, batch.partition);
       this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
       this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
-    }), { autoCommit: false, partitionsConsumedConcurrently: config.detector.concurrentPartitions });
+    }), { autoCommit: false });
   }
 
   /**
@@ -279,14 +272,14 @@ export class DetectorStage {
     const consumer = this.consumer;
     if (consumer !== null && this.joined) {
       // Write what is buffered and commit it, so the next owner has less to read again.
-      await this.serial.runAll(async () => {
+      await this.serial.run(async () => {
         const partitions = new Set<number>();
         for (const d of this.detectors.values()) for (const c of await d.flushAll()) partitions.add(c.partition);
         for (const p of partitions) await this.commitIfDurable(consumer, p);
       }).catch((err) => this.log.warn({ err }, 'flushing buffered records at shutdown failed; they will be read again'));
     }
     await this.consumer?.disconnect();
-    await this.serial.runAll(async () => undefined);
+    await this.serial.run(async () => undefined);
     await this.sink.close();
     await this.dlqProducer?.disconnect();
   }
