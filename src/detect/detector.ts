@@ -537,19 +537,10 @@ export class Detector {
    * backlog): without it an idle partition only means the upstream stalled, and jumping the
    * watermark to the wall clock would make the rest of a replay late.
    */
-  /** Partitions a tick may act on: a buffer due to be written, or idle and caught up. */
-  tickCandidates(): number[] {
-    const now = this.opts.now();
-    return [...this.partitions].filter(([, ps]) => ps.pendingSeek === null
-      && ((ps.buffer.firstOffset !== null && this.flushDue(ps, now)) || (this.caughtUp(ps) && ps.clock.wouldAdvanceIdle(now)))).map(([p]) => p);
-  }
-
-  /** The wall-clock tick of every loaded partition, or of one (`only`). */
-  async onTick(upstreamDrained = true, only?: number): Promise<TickResult> {
+  async onTick(upstreamDrained = true): Promise<TickResult> {
     const out: TickResult = { seeks: [], commits: [] };
     const now = this.opts.now();
     for (const [p, ps] of this.partitions) {
-      if (only !== undefined && p !== only) continue;
       if (ps.pendingSeek !== null) continue;
       // A buffer older than the flush interval is written even when no batch comes.
       if (ps.buffer.firstOffset !== null && this.flushDue(ps, now)) {
