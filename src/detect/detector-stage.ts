@@ -5,7 +5,7 @@ import { KafkaAlertSink } from '../alerts/publisher';
 import { runBatchLoop } from '../ingest/batch-loop';
 import { BadInputError } from '../ingest/errors';
 import { deadLetter } from '../ingest/dead-letter';
-import { KeyedCodec } from '../ingest/keyed-codec';
+import { CollectedValues, KeyedScanner } from '../ingest/keyed-scan';
 import { createProducer } from '../ingest/kafka';
 import { sendChunked } from '../ingest/send-chunked';
 import { Logger } from '../ops/logger';
@@ -13,7 +13,7 @@ import { LagTracker, Metrics } from '../ops/metrics';
 import { KeyBuilder } from '../state/keys';
 import { RedisState } from '../state/redis-state';
 import { Serial } from '../util/serial';
-import { CompiledPlan, GroupKey } from './compiled-plan';
+import { CompiledPlan } from './compiled-plan';
 import { groupKafkaKey } from './group-id';
 import { CommittedPosition, Detector, DetectorRecord, decodeCheckpoints, encodeCheckpoints } from './detector';
 import { UpstreamBacklog } from './upstream-backlog';
@@ -30,7 +30,7 @@ export class DetectorStage {
   private dlqProducer: Producer | null = null;
   private readonly sink: KafkaAlertSink;
   private readonly detectors = new Map<string, Detector>();
-  private readonly codec = new KeyedCodec();
+  private readonly scanner: KeyedScanner;
   private readonly serial = new Serial();
   private timer: NodeJS.Timeout | null = null;
   private upstream: UpstreamBacklog | null = null;
@@ -50,6 +50,7 @@ export class DetectorStage {
     private readonly metrics: Metrics,
   ) {
     this.sink = new KafkaAlertSink(kafka, config.topics.alerts, config.alerts.format);
+    this.scanner = new KeyedScanner(plans.map((p) => ({ id: p.id, fields: p.fields.map((f) => ({ index: f.index, path: f.accessor.path })) })));
     for (const plan of plans) {
       const state = new RedisState(redis, new KeyBuilder(config.redis.keyPrefix, plan.plan.stateKey), plan, config.detector.stateTtlSeconds,
         (op, seconds) => metrics.redisSeconds.observe({ op }, seconds));
@@ -164,13 +165,21 @@ export class DetectorStage {
       const started = process.hrtime.bigint();
       const byRule = new Map<string, DetectorRecord[]>();
       const bad = [];
+      const collected = new CollectedValues();
       for (const m of batch.messages) {
         try {
           if (m.value === null) throw new BadInputError('empty', 'keyed record has no value');
-          const v = this.codec.decode(m.value);
-          let list = byRule.get(v.rule);
-          if (list === undefined) byRule.set(v.rule, (list = []));
-          list.push({ offset: Number(m.offset), eventTime: v.eventTime, group: v.group, record: v.record, kafkaKey: this.keyOf(m.key, v.group) });
+          // Read from its bytes in one pass: header, validation, the rule's tracked fields' values.
+          const from = collected.length;
+          const h = this.scanner.read(m.value, collected);
+          const to = collected.length;
+          let list = byRule.get(h.rule);
+          if (list === undefined) byRule.set(h.rule, (list = []));
+          const offset = Number(m.offset);
+          const kafkaKey = this.keyOf(m.key, m.value, h.groupPos);
+          list.push(kafkaKey === undefined
+            ? { offset, eventTime: h.eventTime, group: this.scanner.group(m.value, h.groupPos), collected, from, to }
+            : { offset, eventTime: h.eventTime, collected, from, to, kafkaKey });
         } catch (err) {
           const e = err instanceof BadInputError ? err : new BadInputError('invalid-avro', `keyed record is not a KeyedAuditRecord: ${(err as Error).message}`);
           bad.push(deadLetter({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp }, e, null));
@@ -249,13 +258,13 @@ export class DetectorStage {
    * saves a JSON.stringify per record. A key is checked against the record's group once (then
    * cached); a key that is not the group's (another producer) is ignored.
    */
-  private keyOf(key: Buffer | null, group: GroupKey): string | undefined {
+  private keyOf(key: Buffer | null, value: Buffer, groupPos: number): string | undefined {
     if (key === null) return undefined;
     const s = key.toString('utf8');
     let ok = this.checkedKeys.get(s);
     if (ok === undefined) {
       if (this.checkedKeys.size >= CHECKED_KEYS_MAX) this.checkedKeys.clear();
-      ok = groupKafkaKey(group) === s;
+      ok = groupKafkaKey(this.scanner.group(value, groupPos)) === s;
       this.checkedKeys.set(s, ok);
     }
     return ok ? s : undefined;

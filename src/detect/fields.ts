@@ -17,6 +17,17 @@ export interface FieldAccessor {
   readRaw(record: AuditRecord): FieldValue | FieldValue[] | null | undefined;
   /** Copies what this field needs from src into dst (projection onto the internal topic). */
   project(src: AuditRecord, dst: AuditRecord): void;
+  /** Where the field lives in the AuditRecord Avro schema (read straight from its bytes, see keyed-scan.ts). */
+  path: FieldPath;
+}
+
+/**
+ * A field's place in AuditRecord: nested record fields by name; with mapKey, the entries of the
+ * map at that path whose key it accepts.
+ */
+export interface FieldPath {
+  fields: string[];
+  mapKey?: (key: string) => boolean;
 }
 
 const AUDIT = 'kubernetes.audit.';
@@ -27,12 +38,14 @@ interface Def {
   type: FieldType;
   read: Reader;
   project: (src: AuditRecord, dst: AuditRecord) => void;
+  path: FieldPath;
 }
 
 const top = <K extends keyof AuditRecord>(key: K): Def => ({
   type: 'keyword',
   read: (r) => r[key] as unknown as FieldValue | FieldValue[] | null,
   project: (s, d) => { d[key] = s[key]; },
+  path: { fields: [key] },
 });
 
 const sub = <K extends 'objectRef' | 'responseStatus' | 'user' | 'impersonatedUser'>(
@@ -49,6 +62,7 @@ const sub = <K extends 'objectRef' | 'responseStatus' | 'user' | 'impersonatedUs
     const to = (d[key] ?? (d[key] = emptyOf(key) as AuditRecord[K])) as unknown as Record<string, unknown>;
     to[field] = from[field];
   },
+  path: { fields: [key, field] },
 });
 
 function emptyOf(key: 'objectRef' | 'responseStatus' | 'user' | 'impersonatedUser'): unknown {
@@ -128,6 +142,7 @@ function annotationDef(dedotted: string): Def {
     project: (s, d) => {
       for (const [k, v] of Object.entries(s.annotations)) if (matches(k)) d.annotations[k] = v;
     },
+    path: { fields: ['annotations'], mapKey: matches },
   };
 }
 
@@ -145,6 +160,7 @@ export function resolveField(name: string): FieldAccessor {
     },
     readRaw: def.read,
     project: def.project,
+    path: def.path,
   };
 }
 

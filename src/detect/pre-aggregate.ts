@@ -4,14 +4,22 @@ import { paneStart } from '../window/panes';
 import { AuditRecord } from '../ingest/audit-record';
 import { GroupKey, TrackedField } from './compiled-plan';
 import { capValue } from './cap-value';
+import { CollectedValues } from '../ingest/keyed-scan';
 import { groupId, groupKafkaKey } from './group-id';
 
-/** One decoded record of the keyed topic. */
+/**
+ * One record of the keyed topic: decoded (`record`), or read by KeyedScanner, its tracked fields'
+ * values at [from, to) of `collected`.
+ */
 export interface DetectorRecord {
   offset: number;
   eventTime: number;
-  group: GroupKey;
-  record: AuditRecord;
+  /** The group key; may be omitted when kafkaKey is given. */
+  group?: GroupKey;
+  record?: AuditRecord;
+  collected?: CollectedValues;
+  from?: number;
+  to?: number;
   /** The record's Kafka key, which the router sets to groupKafkaKey(group); computed when absent. */
   kafkaKey?: string;
 }
@@ -104,7 +112,7 @@ export class PreAggregator {
         clock.observe(r.eventTime, now);
       }
       if (known !== undefined && !known.has(pane) && !newPanes.has(pane)) newPanes.set(pane, r.offset);
-      const kafkaKey = r.kafkaKey ?? groupKafkaKey(r.group);
+      const kafkaKey = r.kafkaKey ?? groupKafkaKey(r.group as GroupKey);
       let g = groups.get(kafkaKey);
       if (g === undefined) groups.set(kafkaKey, (g = { gid: this.gidOf(kafkaKey), panes: new Map() }));
       let d = g.panes.get(pane);
@@ -120,6 +128,17 @@ export class PreAggregator {
       d.offsets.push(r.offset);
       if (r.offset < d.minOffset) d.minOffset = r.offset;
       if (r.offset > d.maxOffset) d.maxOffset = r.offset;
+      const c = r.collected;
+      if (c !== undefined) {
+        const { fields, values } = c;
+        for (let i = r.from as number, to = r.to as number; i < to; i++) {
+          let set = d.members.get(fields[i]);
+          if (set === undefined) d.members.set(fields[i], (set = new Set()));
+          set.add(values[i]);
+        }
+        continue;
+      }
+      if (r.record === undefined) throw new Error('detector record without record or value');
       for (const t of this.readers) {
         const v = t.read(r.record);
         if (v === null || v === undefined) continue;
