@@ -85,6 +85,7 @@ async function main(): Promise<void> {
   const cpu = (await redisCpu(redis)) - cpu0;
   const keyed = parts.reduce((n, p) => n + p.length, 0);
   process.stdout.write(`${keyed} keyed records, ${alerts} alerts, wall ${wall.toFixed(2)} s, Redis CPU ${cpu.toFixed(2)} s = ${(cpu * 1e6 / keyed).toFixed(1)} us/record\n`);
+  process.stdout.write(`candidate windows: ${detector.evaluatedWindows} evaluated in Redis, ${detector.skippedWindows} skipped by their bounds\n`);
   for (const [op, w] of [...waited].sort((a, b) => b[1].seconds - a[1].seconds)) {
     process.stdout.write(`  ${op.padEnd(20)} ${String(w.calls).padStart(6)} calls  ${(w.seconds * 1000).toFixed(0).padStart(6)} ms waited  ${(w.seconds * 1e6 / keyed).toFixed(2)} us/record\n`);
   }

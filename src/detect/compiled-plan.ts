@@ -31,6 +31,14 @@ export class CompiledPlan {
   private readonly groupAccessors: FieldAccessor[];
   private readonly filterFns: Array<(r: AuditRecord) => boolean>;
   private readonly conditionFns: Array<(a: WindowAggregates) => boolean>;
+  /** The condition's clauses on count (field -1) or on a count_distinct of a tracked field. */
+  private readonly clauses: Array<{ field: number; op: ComparisonOp; value: number }>;
+  /**
+   * Tracked fields the condition compares a count_distinct of, each with the smallest K above
+   * every constant it is compared with: knowing a window's distinct count exactly below K, or
+   * only that it is >= K, decides every clause on the field (see couldMatch).
+   */
+  readonly clauseFields: Array<{ index: number; k: number }>;
   /** A pane whose own count reaches this can never be part of a match (0: no upper bound). */
   readonly pruneAt: number;
 
@@ -71,7 +79,32 @@ export class CompiledPlan {
       const cmp = comparator(clause.op);
       return (a: WindowAggregates) => cmp(read(a), clause.value);
     });
+    this.clauses = plan.condition.map((clause) => {
+      const agg = aggByName.get(clause.aggregate) as AggregateSpec;
+      return { field: agg.fn === 'count' ? -1 : (byName.get(agg.field as string) as TrackedField).index, op: clause.op, value: clause.value };
+    });
+    const ks = new Map<number, number>();
+    for (const c of this.clauses) {
+      if (c.field < 0) continue;
+      ks.set(c.field, Math.max(ks.get(c.field) ?? 1, Math.floor(c.value) + 1));
+    }
+    // Far below the exact threshold, so a pane holding K values is exact in Redis too (no HyperLogLog).
+    this.clauseFields = [...ks].filter(([, k]) => k <= plan.distinctExactThreshold / 2).map(([index, k]) => ({ index, k }));
     this.pruneAt = countUpperBound(plan.aggregates, plan.condition);
+  }
+
+  /**
+   * False only if no window whose count is `count` and whose distinct count of each tracked field
+   * i lies in [lo[i], hi[i]] can match (an index missing from lo/hi: unknown, [0, infinity)). The
+   * detector skips the exact evaluation of such windows.
+   */
+  couldMatch(count: number, lo: ArrayLike<number>, hi: ArrayLike<number>): boolean {
+    for (const c of this.clauses) {
+      const l = c.field < 0 ? count : lo[c.field] ?? 0;
+      const h = c.field < 0 ? count : hi[c.field] ?? Infinity;
+      if (!possible(c.op, l, h, c.value)) return false;
+    }
+    return true;
   }
 
   get id(): string { return this.plan.id; }
@@ -114,6 +147,18 @@ export class CompiledPlan {
     if (a.pruned) return false;
     for (const f of this.conditionFns) if (!f(a)) return false;
     return true;
+  }
+}
+
+/** Whether `x op value` holds for some x in [lo, hi]. */
+function possible(op: ComparisonOp, lo: number, hi: number, value: number): boolean {
+  switch (op) {
+    case '==': return lo <= value && value <= hi;
+    case '!=': return !(lo === value && hi === value);
+    case '<': return lo < value;
+    case '<=': return lo <= value;
+    case '>': return hi > value;
+    case '>=': return hi >= value;
   }
 }
 

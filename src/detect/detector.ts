@@ -5,6 +5,7 @@ import { ClockState, PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
 import { DetectorRecord, PaneBuffer, PreAggregator } from './pre-aggregate';
+import { PaneDelta } from '../state/pane-delta';
 
 export type { DetectorRecord };
 
@@ -71,6 +72,25 @@ interface PartitionState {
   durable: ClockState | null;
   /** The position after the last successful write (what may be committed), or null. */
   flushedPosition: number | null;
+  /**
+   * Panes whose every record this detector wrote itself since it loaded the partition (first
+   * seen as new, outside a rebuild): `stats` knows each of their groups. Cleared when Redis
+   * lost the partition; a reloaded partition starts with none.
+   */
+  trusted: Set<number>;
+  /** Per trusted pane, per group: see PaneStats. */
+  stats: Map<number, Map<string, PaneStats>>;
+}
+
+/**
+ * What the detector knows of one (group, pane) it wrote: the exact record count Redis answered
+ * (offset-guarded), and per plan.clauseFields entry j the pane's distinct values while fewer than
+ * its K, or null once it holds K or more. That decides every clause of the condition for a window
+ * of trusted panes, so closeWindows skips the Redis evaluation of windows that cannot match.
+ */
+interface PaneStats {
+  count: number;
+  sets: Array<Set<string> | null>;
 }
 
 export interface BatchResult {
@@ -199,6 +219,14 @@ export class Detector {
   /** Partitions forgotten after a failed flush: where their consumer must read again from. */
   private readonly seekAfterError = new Map<number, number>();
   private readonly preAggregator: PreAggregator;
+  /** mayMatch's working memory (reused). */
+  private readonly scratchLo: number[] = [];
+  private readonly scratchHi: number[] = [];
+  private readonly scratchUnion: Array<Set<string>> = [];
+  private readonly scratchSaturated: boolean[] = [];
+  /** Candidate windows evaluated in Redis, and skipped because their bounds cannot match. */
+  evaluatedWindows = 0;
+  skippedWindows = 0;
 
   constructor(
     private readonly plan: CompiledPlan,
@@ -277,6 +305,7 @@ export class Detector {
       panes: new Set(), paneFirstOffsets: new Map(), recent: new Map(), anchors: new Map(),
       lastOffset: null, highWatermark: null, verifiedGeneration: generation, rebuildUntil: null, pendingSeek: null,
       buffer: new PaneBuffer(), bufferSince: 0, durable: clock.streamTime === null ? null : { ...clock }, flushedPosition: null,
+      trusted: new Set(), stats: new Map(),
     };
   }
 
@@ -347,6 +376,8 @@ export class Detector {
     const rebuildUntil = from !== null && until !== null && from < until ? Math.max(until, ps.rebuildUntil ?? -Infinity) : ps.rebuildUntil;
     await this.state.restorePartition(p, { ...this.restoreOf(ps), rebuildUntil });
     ps.buffer = new PaneBuffer();
+    ps.trusted.clear();
+    ps.stats.clear();
     ps.rebuildUntil = rebuildUntil;
     ps.verifiedGeneration = generation;
     if (from === null || rebuildUntil === null) return null;
@@ -437,7 +468,8 @@ export class Detector {
     if (seek !== null) return { seek: this.seekTo(ps, seek) };
     const generation = this.state.generation();
     if (buf.firstOffset !== null) {
-      await this.state.applyBatch(partition, buf.deltas, buf.activeByPane, ps.clock.snapshot().streamTime, buf.newPanes);
+      const rebuilding = ps.rebuildUntil !== null;
+      const { counts } = await this.state.applyBatch(partition, buf.deltas, buf.activeByPane, ps.clock.snapshot().streamTime, buf.newPanes);
       // The writes went to the server verified before them; if the connection dropped meanwhile,
       // they may have gone to another one: fail, so the records are redelivered and verified again.
       if (this.state.generation() !== generation) {
@@ -447,7 +479,9 @@ export class Detector {
       for (const [pane, offset] of buf.newPanes) {
         ps.panes.add(pane);
         if (!ps.paneFirstOffsets.has(pane)) ps.paneFirstOffsets.set(pane, offset);
+        if (!rebuilding) ps.trusted.add(pane);
       }
+      this.noteStats(ps, buf.deltas, counts);
       ps.buffer = new PaneBuffer();
     }
     const next = ps.lastOffset === null ? undefined : ps.lastOffset + 1;
@@ -587,6 +621,76 @@ export class Detector {
     return out;
   }
 
+  /** Folds written deltas of trusted panes into the partition's PaneStats. */
+  private noteStats(ps: PartitionState, deltas: PaneDelta[], counts: number[]): void {
+    const fields = this.plan.clauseFields;
+    deltas.forEach((d, i) => {
+      if (!ps.trusted.has(d.pane)) return;
+      let byGroup = ps.stats.get(d.pane);
+      if (byGroup === undefined) ps.stats.set(d.pane, (byGroup = new Map()));
+      let st = byGroup.get(d.gid);
+      if (st === undefined) byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => new Set<string>()) }));
+      st.count = counts[i];
+      for (let j = 0; j < fields.length; j++) {
+        const set = st.sets[j];
+        if (set === null) continue;
+        const values = d.members.get(fields[j].index);
+        if (values === undefined) continue;
+        for (const v of values) {
+          set.add(v);
+          if (set.size >= fields[j].k) {
+            st.sets[j] = null;
+            break;
+          }
+        }
+      }
+    });
+  }
+
+  /**
+   * False only when the window of `gid` ending at `end` provably cannot match: each of its panes
+   * is trusted (or has no data on the partition) and their PaneStats fail the condition: the
+   * count is exact, and each clause field's distinct count is known exactly below its K, or to
+   * be K or more. Windows answered true are evaluated in Redis as before.
+   */
+  private mayMatch(ps: PartitionState, gid: string, end: number): boolean {
+    const { sizeMs: W, hopMs: P } = this.plan.plan.window;
+    const fields = this.plan.clauseFields;
+    const union = this.scratchUnion;
+    while (union.length < fields.length) union.push(new Set());
+    for (const u of union) u.clear();
+    const saturated = this.scratchSaturated;
+    for (let j = 0; j < fields.length; j++) saturated[j] = false;
+    let count = 0;
+    for (let q = end - W; q < end; q += P) {
+      if (!ps.panes.has(q)) continue;
+      if (!ps.trusted.has(q)) return true;
+      const st = ps.stats.get(q)?.get(gid);
+      if (st === undefined) continue;
+      count += st.count;
+      for (let j = 0; j < fields.length; j++) {
+        if (saturated[j]) continue;
+        const set = st.sets[j];
+        if (set === null) {
+          saturated[j] = true;
+          continue;
+        }
+        for (const v of set) union[j].add(v);
+        if (union[j].size >= fields[j].k) saturated[j] = true;
+      }
+    }
+    const lo = this.scratchLo;
+    const hi = this.scratchHi;
+    lo.length = 0;
+    hi.length = 0;
+    for (let j = 0; j < fields.length; j++) {
+      const f = fields[j].index;
+      lo[f] = saturated[j] ? fields[j].k : union[j].size;
+      hi[f] = saturated[j] ? Infinity : union[j].size;
+    }
+    return this.plan.couldMatch(count, lo, hi);
+  }
+
   private async closeWindows(partition: number, ps: PartitionState): Promise<void> {
     const { sizeMs: W, hopMs: P } = this.plan.plan.window;
     const wm = ps.clock.watermark();
@@ -618,10 +722,21 @@ export class Detector {
     while (pending.length > 0) {
       const e = pending.shift() as number;
       const panes = [e - P, e - W - P].filter((q) => ps.panes.has(q));
-      const active = panes.length > 0 ? await this.state.activeGroups(partition, panes) : new Map<number, string[]>();
+      // Trusted panes list their groups in memory; the others are read from Redis.
+      const remote = panes.filter((q) => !ps.trusted.has(q));
+      const active = remote.length > 0 ? await this.state.activeGroups(partition, remote) : new Map<number, string[]>();
       const cands = new Set<string>([...(active.get(e - P) ?? []), ...(active.get(e - W - P) ?? [])]);
+      for (const q of panes) {
+        const byGroup = ps.trusted.has(q) ? ps.stats.get(q) : undefined;
+        if (byGroup !== undefined) for (const gid of byGroup.keys()) cands.add(gid);
+      }
       for (const [gid, m] of recent) if (m < e && e <= m + W) cands.add(gid);
-      const work: WindowRef[] = [...cands].map((gid) => ({ gid, end: e }));
+      const work: WindowRef[] = [];
+      for (const gid of cands) {
+        if (this.mayMatch(ps, gid, e)) work.push({ gid, end: e });
+        else this.skippedWindows++;
+      }
+      this.evaluatedWindows += work.length;
       const hits: Array<{ ref: WindowRef; agg: WindowAggregates }> = [];
       for (let j = 0; j < work.length; j += EVAL_CHUNK) {
         const part = work.slice(j, j + EVAL_CHUNK);
@@ -668,6 +783,8 @@ export class Detector {
     for (const q of retired) {
       ps.panes.delete(q);
       ps.paneFirstOffsets.delete(q);
+      ps.trusted.delete(q);
+      ps.stats.delete(q);
     }
     for (const [g, m] of recent) if (m + W <= upTo) recent.delete(g);
     const anchorsBefore = upTo - this.opts.suppressionMs;

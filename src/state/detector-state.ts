@@ -55,11 +55,14 @@ export interface DetectorState {
    * restarted empty): the detector verifies its partitions' checkpoints after every change.
    */
   generation(): number;
-  /** newPanes: panes first seen in this batch -> offset of their first record. */
+  /**
+   * newPanes: panes first seen in this batch -> offset of their first record. counts[i] is the
+   * record count of deltas[i]'s (group, pane) once applied (replays counted once).
+   */
   applyBatch(
     partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
     newPanes?: Map<number, number>,
-  ): Promise<{ replayed: number }>;
+  ): Promise<{ replayed: number; counts: number[] }>;
   loadPartition(partition: number): Promise<PartitionSnapshot>;
   /** Writes a partition's state back (after Redis lost it), before its panes are replayed. */
   restorePartition(partition: number, state: PartitionRestore): Promise<void>;

@@ -41,11 +41,14 @@ export class RedisState implements DetectorState {
     this.update = { ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable };
   }
 
-  /** Applies a batch's deltas and marks the groups active in their panes; durable on return. */
+  /**
+   * Applies a batch's deltas and marks the groups active in their panes; durable on return.
+   * counts[i]: the count of deltas[i]'s pane record once applied (offset-guarded: exact).
+   */
   async applyBatch(
     partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
     newPanes: Map<number, number> = new Map(),
-  ): Promise<{ replayed: number }> {
+  ): Promise<{ replayed: number; counts: number[] }> {
     const pipe = this.redis.pipeline();
     const calls = this.queueUpdates(pipe, partition, deltas, false);
     if (newPanes.size > 0) {
@@ -63,12 +66,17 @@ export class RedisState implements DetectorState {
       pipe.expire(this.keys.checkpoint(partition), this.ttlSeconds);
     }
     const replies = await this.exec(pipe, 'apply_batch');
-    const again: Array<{ delta: PaneDelta; partial: boolean }> = [];
+    const again: Array<{ delta: PaneDelta; partial: boolean; at: number }> = [];
+    const counts: number[] = new Array(deltas.length);
     let replayed = 0;
     calls.forEach((chunk, c) => {
-      parseUpdateReply(replies[c], chunk.length).forEach(([status], i) => {
-        if (status === -1 || status === -2) again.push({ delta: chunk[i], partial: status === -1 });
-        else if (status === 0) replayed++;
+      parseUpdateReply(replies[c], chunk.length).forEach(([status, count], i) => {
+        const at = c * DELTAS_PER_CALL + i;
+        if (status === -1 || status === -2) again.push({ delta: chunk[i], partial: status === -1, at });
+        else {
+          counts[at] = count;
+          if (status === 0) replayed++;
+        }
       });
     });
     if (again.length > 0) {
@@ -78,13 +86,14 @@ export class RedisState implements DetectorState {
       const retried = this.queueUpdates(retry, partition, again.map((a) => a.delta), true);
       const retryReplies = await this.exec(retry, 'apply_batch_retry');
       retried.forEach((chunk, c) => {
-        parseUpdateReply(retryReplies[c], chunk.length).forEach(([status]) => {
+        parseUpdateReply(retryReplies[c], chunk.length).forEach(([status, count], i) => {
           if (status < 0) throw new Error(`updatePanes: status ${status} on a retry with offsets and HyperLogLog keys`);
+          counts[again[c * DELTAS_PER_CALL + i].at] = count;
         });
       });
       replayed += again.filter((a) => a.partial).length;
     }
-    return { replayed };
+    return { replayed, counts };
   }
 
   /** Queues the deltas in calls of at most DELTAS_PER_CALL; returns each call's deltas. */

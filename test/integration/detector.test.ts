@@ -67,7 +67,11 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     flushIntervalMs?: number;
     /** After a failed batch the same instance gets it again (what kafkajs does), instead of a restart. */
     retrySameInstance?: boolean;
-  }): Promise<{ alerts: Alert[]; late: number; events: GeneratedEvent[]; rebuilds: number; replayed: number }> {
+  }): Promise<{
+    alerts: Alert[]; late: number; events: GeneratedEvent[]; rebuilds: number; replayed: number;
+    /** Candidate windows evaluated in Redis / skipped in memory, and windows that matched, over every instance. */
+    evaluated: number; skipped: number; matched: number;
+  }> {
     const p = plan();
     const events = [...generateAuditStream({ seed: opts.seed, events: opts.events, attacks: 25 })];
     const parts = route(p, events);
@@ -75,13 +79,16 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     let wall = 0;
     let rebuilds = 0;
     let replayed = 0;
+    let matched = 0;
+    const instances: Detector[] = [];
     // What Kafka would hold: the committed offset and checkpoint metadata of each partition.
     const committed = new Map<number, CommittedPosition>();
     const make = (): Detector => {
       const d = new Detector(p, new RedisState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600), sink, {
         latenessMs: 30_000, idleTimeoutMs: 10_000, suppressionMs: 360_000, now: () => wall, flushIntervalMs: opts.flushIntervalMs ?? 0,
-      }, { rebuild: () => { rebuilds++; }, replayed: (_p, n) => { replayed += n; } });
+      }, { rebuild: () => { rebuilds++; }, replayed: (_p, n) => { replayed += n; }, matched: (a, s) => { matched += a + s; } });
       d.assign(decodedCommitted());
+      instances.push(d);
       return d;
     };
     // Through the encoding the stage uses, as a new process would read it from Kafka.
@@ -177,7 +184,9 @@ describe('detector on real Redis against the ES|QL oracle', function () {
       for (const sk of seeks) cursor[sk.partition] = sk.offset;
     }
     for (let i = 0; i < PARTITIONS; i++) assert.ok(detector.durableFor(i), `partition ${i} has nothing left in memory`);
-    return { alerts: sink.alerts, late, events, rebuilds, replayed };
+    const evaluated = instances.reduce((n, d) => n + d.evaluatedWindows, 0);
+    const skipped = instances.reduce((n, d) => n + d.skippedWindows, 0);
+    return { alerts: sink.alerts, late, events, rebuilds, replayed, evaluated, skipped, matched };
   }
 
   function expectOracle(result: { alerts: Alert[]; events: GeneratedEvent[] }): void {
@@ -194,6 +203,17 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     const ids = r.alerts.map((a) => a.id);
     assert.equal(new Set(ids).size, ids.length, 'no duplicate alert without a crash');
     expectOracle(r);
+    // One instance wrote every pane: the windows that cannot match are decided in memory, and
+    // Redis evaluates exactly the windows that match.
+    assert.ok(r.matched > 0);
+    assert.equal(r.evaluated, r.matched, `${r.evaluated} windows evaluated in Redis, ${r.matched} matched`);
+    assert.ok(r.skipped > 10 * r.matched, `${r.skipped} windows skipped`);
+  });
+
+  it('a new owner evaluates in Redis the windows of panes it did not write, and still finds the oracle alerts', async () => {
+    const r = await runDetector({ events: 30_000, seed: 7, crashEvery: 7 });
+    expectOracle(r);
+    assert.ok(r.evaluated > r.matched, `${r.evaluated} windows evaluated in Redis, ${r.matched} matched`);
   });
 
   it('counts nothing twice when batches are replayed after crashes', async () => {

@@ -210,6 +210,39 @@ describe('rule plan: endpoint-permission-enumeration', () => {
     it('a pruned window never matches', () => assert.equal(plan.matches(aggs({ pruned: true })), false));
     it('pruneAt === 75 (count < 75)', () => assert.equal(plan.pruneAt, 75));
   });
+
+  describe('couldMatch (bounds of a window that the detector decides without Redis)', () => {
+    const bounds = (v: Partial<{ decision: [number, number]; uris: [number, number]; resources: [number, number] }>): [number[], number[]] => {
+      const lo: number[] = [];
+      const hi: number[] = [];
+      const full = { decision: [2, 2], uris: [6, 6], resources: [4, 4], ...v } as Record<string, [number, number]>;
+      for (const [name, key] of [[F.decision, 'decision'], [F.uri, 'uris'], [F.resource, 'resources']] as const) {
+        lo[fieldIndex(name)] = full[key][0];
+        hi[fieldIndex(name)] = full[key][1];
+      }
+      return [lo, hi];
+    };
+
+    it('tracks the compared count_distinct fields with K above every constant (decision 3, URI 6, resource 4)', () => {
+      const ks = new Map(plan.clauseFields.map((f) => [f.index, f.k]));
+      assert.deepEqual(ks, new Map([[fieldIndex(F.decision), 3], [fieldIndex(F.uri), 6], [fieldIndex(F.resource), 4]]));
+    });
+    it('agrees with matches() on exact values, at every bound', () => {
+      for (const count of [0, 74, 75]) for (const d of [1, 2, 3]) for (const u of [5, 6]) for (const r of [3, 4]) {
+        const [lo, hi] = bounds({ decision: [d, d], uris: [u, u], resources: [r, r] });
+        const exact = plan.matches({ count, pruned: false, distinct: new Map([[fieldIndex(F.decision), d], [fieldIndex(F.uri), u], [fieldIndex(F.resource), r]]) });
+        assert.equal(plan.couldMatch(count, lo, hi), exact, `count ${count}, decision ${d}, uris ${u}, resources ${r}`);
+      }
+    });
+    it('is true whenever some value inside the bounds matches; unknown fields never decide', () => {
+      assert.equal(plan.couldMatch(10, ...bounds({ uris: [3, Infinity] })), true);
+      assert.equal(plan.couldMatch(10, ...bounds({ uris: [0, 5] })), false);
+      assert.equal(plan.couldMatch(10, ...bounds({ decision: [3, Infinity] })), false);
+      assert.equal(plan.couldMatch(10, ...bounds({ decision: [1, 3] })), true);
+      assert.equal(plan.couldMatch(10, [], []), true);
+      assert.equal(plan.couldMatch(75, [], []), false);
+    });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
