@@ -31,7 +31,8 @@
   (replay of an applied batch), -1 partial overlap with an applied batch and no offsets given,
   -2 HyperLogLog keys needed and not given: send that delta again with what it lacked. The count
   is guarded by the offset so a replay after a crash never counts twice; entries and
-  HyperLogLogs are idempotent by nature. One GET and one SET per delta on the common path.
+  HyperLogLogs are idempotent by nature. One GET and one SET per delta on the common path; a new
+  record (most deltas of a backlog) is written without walking its entries.
 ]]
 local ttl = tonumber(ARGV[1])
 local pruneAt = tonumber(ARGV[2])
@@ -103,6 +104,14 @@ local function apply(k, withHll, active, n, minOff, maxOff, maxOffText, incoming
       for j = 1, h do redis.call('DEL', KEYS[k + j]) end
     end
     redis.call('SET', key, count .. ' ' .. maxOffText .. ' x\n', 'EX', ttl)
+    created()
+    return 1, count
+  end
+
+  if not rec and #incoming <= 2 * threshold then
+    -- A new pane record: the delta's entries are distinct already, and fewer than the threshold
+    -- (an entry is at least 2 bytes), so no field can switch: no walk, the entries as they came.
+    redis.call('SET', key, count .. ' ' .. maxOffText .. '\n' .. incoming, 'EX', ttl)
     created()
     return 1, count
   end
