@@ -302,6 +302,12 @@ export const schema = {
       default: 20000,
       env: 'KADE_DETECTOR_MAX_BUFFERED_RECORDS',
     },
+    memoryDecisionsMax: {
+      doc: 'Groups-panes the detector keeps in memory (exact count, and the values of the condition\'s count_distinct fields up to the first integer above their constants; about 1 KB each on the bench mix) to decide without Redis the windows that cannot match. At the cap, new panes are evaluated in Redis. 0: always Redis.',
+      format: 'non-negative-int',
+      default: 100000,
+      env: 'KADE_DETECTOR_MEMORY_DECISIONS_MAX',
+    },
     upstreamGroupId: {
       doc: 'Consumer group feeding the keyed topic; idle partitions advance only when it keeps up with the raw topic. Empty: router.groupId; "none": no upstream check.',
       format: String,

@@ -59,6 +59,7 @@ export class DetectorStage {
         idleTimeoutMs: config.detector.idleTimeoutMs,
         flushIntervalMs: config.detector.flushIntervalMs,
         maxBufferedRecords: config.detector.maxBufferedRecords,
+        memoryDecisionsMax: config.detector.memoryDecisionsMax,
         suppressionMs: config.alerts.suppressionMs,
         now: Date.now,
       }, {

@@ -25,6 +25,11 @@ export interface DetectorOptions {
    */
   flushIntervalMs?: number;
   maxBufferedRecords?: number;
+  /**
+   * (group, pane) PaneStats kept in memory over all partitions (default 100,000); at the cap, new
+   * panes are not trusted (their windows are evaluated in Redis). 0: never decide in memory.
+   */
+  memoryDecisionsMax?: number;
   /** Wall clock (injected for tests). */
   now: () => number;
 }
@@ -205,6 +210,9 @@ export interface TickResult {
 /** Records buffered per partition before a flush is forced. */
 const DEFAULT_MAX_BUFFERED = 20_000;
 
+/** Default of DetectorOptions.memoryDecisionsMax. */
+const DEFAULT_MEMORY_DECISIONS = 100_000;
+
 /** Windows evaluated per pipelined round trip. */
 const EVAL_CHUNK = 2000;
 
@@ -227,6 +235,8 @@ export class Detector {
   /** Candidate windows evaluated in Redis, and skipped because their bounds cannot match. */
   evaluatedWindows = 0;
   skippedWindows = 0;
+  /** PaneStats entries over all partitions (bounded by memoryDecisionsMax). */
+  private statsEntries = 0;
 
   constructor(
     private readonly plan: CompiledPlan,
@@ -241,6 +251,7 @@ export class Detector {
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
   reset(): void {
     this.partitions.clear();
+    this.statsEntries = 0;
     this.committed.clear();
     this.seekAfterError.clear();
   }
@@ -376,8 +387,7 @@ export class Detector {
     const rebuildUntil = from !== null && until !== null && from < until ? Math.max(until, ps.rebuildUntil ?? -Infinity) : ps.rebuildUntil;
     await this.state.restorePartition(p, { ...this.restoreOf(ps), rebuildUntil });
     ps.buffer = new PaneBuffer();
-    ps.trusted.clear();
-    ps.stats.clear();
+    this.untrustAll(ps);
     ps.rebuildUntil = rebuildUntil;
     ps.verifiedGeneration = generation;
     if (from === null || rebuildUntil === null) return null;
@@ -479,7 +489,7 @@ export class Detector {
       for (const [pane, offset] of buf.newPanes) {
         ps.panes.add(pane);
         if (!ps.paneFirstOffsets.has(pane)) ps.paneFirstOffsets.set(pane, offset);
-        if (!rebuilding) ps.trusted.add(pane);
+        if (!rebuilding && this.statsEntries < (this.opts.memoryDecisionsMax ?? DEFAULT_MEMORY_DECISIONS)) ps.trusted.add(pane);
       }
       this.noteStats(ps, buf.deltas, counts);
       ps.buffer = new PaneBuffer();
@@ -520,6 +530,7 @@ export class Detector {
       const seen = Math.max(ps.flushedPosition ?? -Infinity, ps.rebuildUntil ?? -Infinity);
       const at = Number.isFinite(seen) ? seen : from;
       if (meta !== null && at !== null) this.committed.set(partition, { offset: at, meta });
+      this.untrustAll(ps);
       this.partitions.delete(partition);
       if (from !== null) this.seekAfterError.set(partition, from);
       throw err;
@@ -621,6 +632,18 @@ export class Detector {
     return out;
   }
 
+  /** Stops deciding a pane's windows in memory (they are evaluated in Redis) and frees its stats. */
+  private untrust(ps: PartitionState, pane: number): void {
+    this.statsEntries -= ps.stats.get(pane)?.size ?? 0;
+    ps.stats.delete(pane);
+    ps.trusted.delete(pane);
+  }
+
+  private untrustAll(ps: PartitionState): void {
+    for (const q of [...ps.trusted]) this.untrust(ps, q);
+    for (const q of [...ps.stats.keys()]) this.untrust(ps, q);
+  }
+
   /** Folds written deltas of trusted panes into the partition's PaneStats. */
   private noteStats(ps: PartitionState, deltas: PaneDelta[], counts: number[]): void {
     const fields = this.plan.clauseFields;
@@ -629,7 +652,15 @@ export class Detector {
       let byGroup = ps.stats.get(d.pane);
       if (byGroup === undefined) ps.stats.set(d.pane, (byGroup = new Map()));
       let st = byGroup.get(d.gid);
-      if (st === undefined) byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => new Set<string>()) }));
+      if (st === undefined) {
+        if (this.statsEntries >= (this.opts.memoryDecisionsMax ?? DEFAULT_MEMORY_DECISIONS)) {
+          // At the cap: this pane's windows go to Redis (always safe), its memory is freed.
+          this.untrust(ps, d.pane);
+          return;
+        }
+        byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => new Set<string>()) }));
+        this.statsEntries++;
+      }
       st.count = counts[i];
       for (let j = 0; j < fields.length; j++) {
         const set = st.sets[j];
@@ -783,8 +814,7 @@ export class Detector {
     for (const q of retired) {
       ps.panes.delete(q);
       ps.paneFirstOffsets.delete(q);
-      ps.trusted.delete(q);
-      ps.stats.delete(q);
+      this.untrust(ps, q);
     }
     for (const [g, m] of recent) if (m + W <= upTo) recent.delete(g);
     const anchorsBefore = upTo - this.opts.suppressionMs;

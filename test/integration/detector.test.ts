@@ -67,6 +67,8 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     flushIntervalMs?: number;
     /** After a failed batch the same instance gets it again (what kafkajs does), instead of a restart. */
     retrySameInstance?: boolean;
+    /** Cap of the (group, pane) stats kept in memory (DetectorOptions.memoryDecisionsMax). */
+    memoryDecisionsMax?: number;
   }): Promise<{
     alerts: Alert[]; late: number; events: GeneratedEvent[]; rebuilds: number; replayed: number;
     /** Candidate windows evaluated in Redis / skipped in memory, and windows that matched, over every instance. */
@@ -86,6 +88,7 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     const make = (): Detector => {
       const d = new Detector(p, new RedisState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600), sink, {
         latenessMs: 30_000, idleTimeoutMs: 10_000, suppressionMs: 360_000, now: () => wall, flushIntervalMs: opts.flushIntervalMs ?? 0,
+        memoryDecisionsMax: opts.memoryDecisionsMax,
       }, { rebuild: () => { rebuilds++; }, replayed: (_p, n) => { replayed += n; }, matched: (a, s) => { matched += a + s; } });
       d.assign(decodedCommitted());
       instances.push(d);
@@ -214,6 +217,19 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     const r = await runDetector({ events: 30_000, seed: 7, crashEvery: 7 });
     expectOracle(r);
     assert.ok(r.evaluated > r.matched, `${r.evaluated} windows evaluated in Redis, ${r.matched} matched`);
+  });
+
+  it('with memory decisions capped (or off) the windows go to Redis, and the alerts stay the oracle\'s', async () => {
+    const capped = await runDetector({ events: 30_000, seed: 7, memoryDecisionsMax: 400 });
+    expectOracle(capped);
+    assert.ok(capped.skipped > 0 && capped.evaluated > capped.matched, `${capped.evaluated} evaluated, ${capped.skipped} skipped`);
+    // A second run of the same stream: on a clean Redis.
+    await deleteByPrefix(redis, prefix);
+    const off = await runDetector({ events: 30_000, seed: 7, memoryDecisionsMax: 0 });
+    expectOracle(off);
+    // Off, only windows without data on the partition (a recent match's later windows) are skipped.
+    assert.ok(off.skipped < capped.skipped, `${off.skipped} skipped off, ${capped.skipped} capped`);
+    assert.ok(off.evaluated > 10 * off.matched, `${off.evaluated} evaluated, ${off.matched} matched`);
   });
 
   it('counts nothing twice when batches are replayed after crashes', async () => {
