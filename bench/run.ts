@@ -64,6 +64,8 @@ interface Options {
   compareCli: string | null;
   /** Extra node flags for this build's router processes, given without their leading -- (parseArgs refuses a value starting with a dash), space-separated: `--router-node-args max-semi-space-size=64`. */
   routerNodeArgs: string[];
+  /** The same for this build's detector processes (`--detector-node-args max-semi-space-size=32`). */
+  detectorNodeArgs: string[];
   /** Config overrides for this build's router processes only (`--router-set kafka.maxBytesPerPartition=4194304`). */
   routerSet: Record<string, unknown>;
   redisUrl: string | null;
@@ -71,6 +73,11 @@ interface Options {
   profileX10: boolean;
   keep: boolean;
   latenessMs: number;
+}
+
+/** Node flags given without their leading -- (parseArgs refuses a value starting with a dash). */
+function nodeFlags(v: string | undefined): string[] {
+  return (v ?? '').split(' ').filter((a) => a.length > 0).map((a) => (a.startsWith('-') ? a : `--${a}`));
 }
 
 function options(argv: string[]): Options {
@@ -92,6 +99,7 @@ function options(argv: string[]): Options {
       'router-only': { type: 'boolean', default: false },
       'compare-cli': { type: 'string' },
       'router-node-args': { type: 'string' },
+      'detector-node-args': { type: 'string' },
       'router-set': { type: 'string', multiple: true },
       'redis-url': { type: 'string' },
       'profile-x10': { type: 'boolean', default: false },
@@ -101,7 +109,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--profile-x10] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--detector-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--profile-x10] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -135,7 +143,8 @@ function options(argv: string[]): Options {
       const v = kv.slice(at + 1);
       return [kv.slice(0, at), /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v];
     })),
-    routerNodeArgs: (values['router-node-args'] ?? '').split(' ').filter((a) => a.length > 0).map((a) => (a.startsWith('-') ? a : `--${a}`)),
+    routerNodeArgs: nodeFlags(values['router-node-args']),
+    detectorNodeArgs: nodeFlags(values['detector-node-args']),
     redisUrl: values['redis-url'] ?? null,
     keep: values.keep,
     // Backlog replays are out of order by about one fetch per raw partition (README, pitfalls):
@@ -387,7 +396,10 @@ async function runDetector(
     script: otherCli ?? CLI,
     args: ['run', '--role', 'detector'],
     env: kadeEnv(config),
-    nodeArgs: instrument ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', instrument.profileName] : [],
+    nodeArgs: [
+      ...(otherCli === undefined ? ctx.opts.detectorNodeArgs : []),
+      ...(instrument ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', instrument.profileName] : []),
+    ],
     logDir: ctx.logDir,
     httpPort: port,
   });
