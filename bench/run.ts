@@ -68,11 +68,23 @@ interface Options {
   detectorNodeArgs: string[];
   /** Config overrides for this build's router processes only (`--router-set kafka.maxBytesPerPartition=4194304`). */
   routerSet: Record<string, unknown>;
+  /** Config overrides for this build's detector processes only (`--detector-set detector.prefetchBatches=1`). */
+  detectorSet: Record<string, unknown>;
   redisUrl: string | null;
   /** The profiled runs read the 10x-actors stream (needs the flat-cost runs). */
   profileX10: boolean;
   keep: boolean;
   latenessMs: number;
+}
+
+/** KEY=VALUE config overrides (numbers as numbers). */
+function configSets(list: string[] | undefined, flag: string): Record<string, unknown> {
+  return Object.fromEntries((list ?? []).map((kv) => {
+    const at = kv.indexOf('=');
+    if (at <= 0) throw new Error(`--${flag} takes KEY=VALUE, got ${kv}`);
+    const v = kv.slice(at + 1);
+    return [kv.slice(0, at), /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v];
+  }));
 }
 
 /** Node flags given without their leading -- (parseArgs refuses a value starting with a dash). */
@@ -101,6 +113,7 @@ function options(argv: string[]): Options {
       'router-node-args': { type: 'string' },
       'detector-node-args': { type: 'string' },
       'router-set': { type: 'string', multiple: true },
+      'detector-set': { type: 'string', multiple: true },
       'redis-url': { type: 'string' },
       'profile-x10': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -109,7 +122,7 @@ function options(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(`usage: npm run bench -- [--quick] [--events N] [--runs N] [--seed N] [--live-rate N] [--live-seconds N] [--live-attacks N]
-                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--detector-node-args ARGS] [--router-set KEY=VALUE]... [--redis-url URL] [--profile-x10] [--keep]\n`);
+                        [--no-live] [--no-flat] [--no-profile] [--live-only] [--detector-only] [--router-only] [--compare-cli PATH] [--router-node-args ARGS] [--detector-node-args ARGS] [--router-set KEY=VALUE]... [--detector-set KEY=VALUE]... [--redis-url URL] [--profile-x10] [--keep]\n`);
     process.exit(0);
   }
   const int = (v: string | undefined, d: number, name: string): number => {
@@ -137,12 +150,8 @@ function options(argv: string[]): Options {
     routerOnly,
     compareCli: values['compare-cli'] ?? null,
     profileX10: values['profile-x10'],
-    routerSet: Object.fromEntries((values['router-set'] ?? []).map((kv) => {
-      const at = kv.indexOf('=');
-      if (at <= 0) throw new Error(`--router-set takes KEY=VALUE, got ${kv}`);
-      const v = kv.slice(at + 1);
-      return [kv.slice(0, at), /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v];
-    })),
+    routerSet: configSets(values['router-set'], 'router-set'),
+    detectorSet: configSets(values['detector-set'], 'detector-set'),
     routerNodeArgs: nodeFlags(values['router-node-args']),
     detectorNodeArgs: nodeFlags(values['detector-node-args']),
     redisUrl: values['redis-url'] ?? null,
@@ -384,6 +393,7 @@ async function runDetector(
     'redis.keyPrefix': prefix,
     'http.port': port,
     'log.level': 'info',
+    ...(otherCli === undefined ? ctx.opts.detectorSet : {}),
   });
   ctx.topics.add(`${ctx.runId}.raw.unused`);
   ctx.topics.add(`${ctx.runId}.raw.unused.dlq`);

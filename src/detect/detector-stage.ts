@@ -1,4 +1,4 @@
-import { Consumer, Kafka, Producer } from 'kafkajs';
+import { Batch, Consumer, Kafka, Message, Producer } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { KadeConfig, dlqTopic, upstreamGroup } from '../config/load';
 import { KafkaAlertSink } from '../alerts/publisher';
@@ -140,8 +140,20 @@ export class DetectorStage {
     const lag = new LagTracker(this.metrics, 'detector');
     consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
       if (e.payload.topic !== config.topics.keyed) return;
-      lag.note(e.payload.partition, Number(e.payload.offsetLag));
-      for (const d of this.detectors.values()) d.notePosition(e.payload.partition, Number(e.payload.lastOffset), Number(e.payload.highWatermark));
+      const { partition, batchSize, firstOffset, lastOffset } = e.payload;
+      lag.note(partition, Number(e.payload.offsetLag));
+      for (const d of this.detectors.values()) d.notePosition(partition, Number(lastOffset), Number(e.payload.highWatermark));
+      if (batchSize === 0 && firstOffset !== null) {
+        // Transaction markers only (eachBatch never sees them): when every record before them
+        // is processed, the position moves past them, or the group's committed offset stays one
+        // short of the end for good on an idle partition (lag 1; seen in the bench when the
+        // router's last commit marker came in a fetch of its own).
+        void this.serial.run(async () => {
+          if (this.positions.get(partition) !== Number(firstOffset)) return;
+          this.positions.set(partition, Number(lastOffset) + 1);
+          await this.commitIfDurable(consumer, partition);
+        }).catch((err) => this.log.warn({ err, partition }, 'committing past transaction markers failed; the next commit covers them'));
+      }
     });
     await consumer.connect();
     const upstream = new UpstreamBacklog(this.kafka, upstreamGroup(config), config.topics.raw, config.detector.upstreamMaxLag);
@@ -160,57 +172,66 @@ export class DetectorStage {
         }
       }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
-    await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => this.serial.run(async () => {
-      // Queued behind a rebuild's seek: this batch belongs to the old position.
-      if (payload.isStale()) return;
+    await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => {
+      if (payload.isStale()) return Promise.resolve();
       const started = process.hrtime.bigint();
-      const byRule = new Map<string, DetectorRecord[]>();
-      const bad = [];
-      const collected = new CollectedValues();
-      for (const m of batch.messages) {
-        try {
-          if (m.value === null) throw new BadInputError('empty', 'keyed record has no value');
-          // Read from its bytes in one pass: header, validation, the rule's tracked fields' values.
-          const from = collected.length;
-          const h = this.scanner.read(m.value, collected);
-          const to = collected.length;
-          let list = byRule.get(h.rule);
-          if (list === undefined) byRule.set(h.rule, (list = []));
-          const offset = Number(m.offset);
-          const kafkaKey = this.keyOf(m.key, m.value, h.groupPos);
-          list.push(kafkaKey === undefined
-            ? { offset, eventTime: h.eventTime, group: this.scanner.group(m.value, h.groupPos), collected, from, to }
-            : { offset, eventTime: h.eventTime, collected, from, to, kafkaKey });
-        } catch (err) {
-          const e = err instanceof BadInputError ? err : new BadInputError('invalid-avro', `keyed record is not a KeyedAuditRecord: ${(err as Error).message}`);
-          bad.push(deadLetter({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp }, e, null));
+      const { byRule, bad } = this.decode(batch);
+      return this.serial.run(async () => {
+        // Queued behind a rebuild's seek: this batch belongs to the old position.
+        if (payload.isStale()) return;
+        if (bad.length > 0) {
+          await sendChunked(this.dlqProducer!, [{ topic: dlqTopic(config), messages: bad }], { acks: -1 });
+          this.metrics.outcomes.inc({ stage: 'detector', outcome: 'dead_lettered' }, bad.length);
         }
-      }
-      if (bad.length > 0) {
-        await sendChunked(this.dlqProducer!, [{ topic: dlqTopic(config), messages: bad }], { acks: -1 });
-        this.metrics.outcomes.inc({ stage: 'detector', outcome: 'dead_lettered' }, bad.length);
-      }
-      const hw = Number(batch.highWatermark);
-      for (const [ruleId, records] of byRule) {
-        const d = this.detectors.get(ruleId);
-        if (d === undefined) {
-          // A rule this detector does not run (rolling upgrade): counted, not silently dropped.
-          this.metrics.outcomes.inc({ stage: 'detector', outcome: 'unknown_rule' }, records.length);
-          continue;
+        const hw = Number(batch.highWatermark);
+        for (const [ruleId, records] of byRule) {
+          const d = this.detectors.get(ruleId);
+          if (d === undefined) {
+            // A rule this detector does not run (rolling upgrade): counted, not silently dropped.
+            this.metrics.outcomes.inc({ stage: 'detector', outcome: 'unknown_rule' }, records.length);
+            continue;
+          }
+          const res = await d.onBatch(batch.partition, records, hw);
+          if (res.seek !== undefined) {
+            // Redis lost this partition's state: replay from where the rebuild starts. The batch
+            // loop sees the seek (the batch is stale) and resolves nothing.
+            consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(res.seek) });
+            return;
+          }
         }
-        const res = await d.onBatch(batch.partition, records, hw);
-        if (res.seek !== undefined) {
-          // Redis lost this partition's state: replay from where the rebuild starts. The batch
-          // loop sees the seek (the batch is stale) and resolves nothing.
-          consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(res.seek) });
-          return;
-        }
+        this.positions.set(batch.partition, Number(batch.lastOffset()) + 1);
+        await this.commitIfDurable(consumer, batch.partition);
+        this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
+        this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
+      });
+    }, { autoCommit: false });
+  }
+
+  /** Reads a batch's records from their bytes, by rule; malformed ones become dead letters. */
+  private decode(batch: Batch): { byRule: Map<string, DetectorRecord[]>; bad: Message[] } {
+    const byRule = new Map<string, DetectorRecord[]>();
+    const bad: Message[] = [];
+    const collected = new CollectedValues();
+    for (const m of batch.messages) {
+      try {
+        if (m.value === null) throw new BadInputError('empty', 'keyed record has no value');
+        // Read from its bytes in one pass: header, validation, the rule's tracked fields' values.
+        const from = collected.length;
+        const h = this.scanner.read(m.value, collected);
+        const to = collected.length;
+        let list = byRule.get(h.rule);
+        if (list === undefined) byRule.set(h.rule, (list = []));
+        const offset = Number(m.offset);
+        const kafkaKey = this.keyOf(m.key, m.value, h.groupPos);
+        list.push(kafkaKey === undefined
+          ? { offset, eventTime: h.eventTime, group: this.scanner.group(m.value, h.groupPos), collected, from, to }
+          : { offset, eventTime: h.eventTime, collected, from, to, kafkaKey });
+      } catch (err) {
+        const e = err instanceof BadInputError ? err : new BadInputError('invalid-avro', `keyed record is not a KeyedAuditRecord: ${(err as Error).message}`);
+        bad.push(deadLetter({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp }, e, null));
       }
-      this.positions.set(batch.partition, Number(batch.lastOffset()) + 1);
-      await this.commitIfDurable(consumer, batch.partition);
-      this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
-      this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
-    }), { autoCommit: false });
+    }
+    return { byRule, bad };
   }
 
   /**
