@@ -1,6 +1,6 @@
 /**
  * Where the detector's Redis time goes, in-process on a real Redis, without Kafka:
- * `node dist/bench/detect-redis-split.js [events] [redisUrl]`. The generator's stream is routed
+ * `node dist/bench/detect-redis-split.js [events] [redisUrl] [actorsScale]`. The generator's stream is routed
  * into 6 keyed partitions (batches of 2,500, as a 1 MiB fetch gives), fed to one Detector per
  * partition order, then every window is closed by an idle tick. Prints, per RedisState operation,
  * the calls, the wall time the detector waited, and Redis's own CPU over the run
@@ -20,6 +20,7 @@ import { generateAuditStream } from '../test/helpers/audit-generator';
 
 const events = Number(process.argv[2] ?? 100_000);
 const url = process.argv[3] ?? 'redis://127.0.0.1:6379';
+const actorsScale = Number(process.argv[4] ?? 1);
 const PARTITIONS = 6;
 const BATCH = 2500;
 
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   const partitioner = FastDefaultPartitioner();
   const partitionMetadata = [...Array(PARTITIONS).keys()].map((p) => ({ partitionId: p, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
   const raw: SourceRecord[] = [];
-  for (const ev of generateAuditStream({ seed: 42, events, attacks: 20, actorsScale: 1 })) {
+  for (const ev of generateAuditStream({ seed: 42, events, attacks: 20, actorsScale })) {
     raw.push({ topic: 'raw', partition: 0, offset: String(raw.length), key: null, value: Buffer.from(JSON.stringify(ev.event)), headers: { 'kade.namespace': Buffer.from(ev.cluster) } });
   }
   const scanner = new KeyedScanner([{ id: plan.id, fields: plan.fields.map((f) => ({ index: f.index, path: f.accessor.path })) }]);

@@ -89,7 +89,10 @@ export class CompiledPlan {
       ks.set(c.field, Math.max(ks.get(c.field) ?? 1, Math.floor(c.value) + 1));
     }
     // Far below the exact threshold, so a pane holding K values is exact in Redis too (no HyperLogLog).
-    this.clauseFields = [...ks].filter(([, k]) => k <= plan.distinctExactThreshold / 2).map(([index, k]) => ({ index, k }));
+    // Smallest K first: the detector checks the cheapest unions first and stops at the first
+    // clause that cannot hold.
+    this.clauseFields = [...ks].filter(([, k]) => k <= plan.distinctExactThreshold / 2).map(([index, k]) => ({ index, k }))
+      .sort((a, b) => a.k - b.k);
     this.pruneAt = countUpperBound(plan.aggregates, plan.condition);
   }
 
@@ -99,11 +102,22 @@ export class CompiledPlan {
    * detector skips the exact evaluation of such windows.
    */
   couldMatch(count: number, lo: ArrayLike<number>, hi: ArrayLike<number>): boolean {
+    if (!this.countCouldMatch(count)) return false;
     for (const c of this.clauses) {
-      const l = c.field < 0 ? count : lo[c.field] ?? 0;
-      const h = c.field < 0 ? count : hi[c.field] ?? Infinity;
-      if (!possible(c.op, l, h, c.value)) return false;
+      if (c.field >= 0 && !possible(c.op, lo[c.field] ?? 0, hi[c.field] ?? Infinity, c.value)) return false;
     }
+    return true;
+  }
+
+  /** False only if no window with this count can match (the clauses on count alone). */
+  countCouldMatch(count: number): boolean {
+    for (const c of this.clauses) if (c.field < 0 && !possible(c.op, count, count, c.value)) return false;
+    return true;
+  }
+
+  /** False only if no window whose distinct count of tracked field `field` lies in [lo, hi] can match. */
+  fieldCouldMatch(field: number, lo: number, hi: number): boolean {
+    for (const c of this.clauses) if (c.field === field && !possible(c.op, lo, hi, c.value)) return false;
     return true;
   }
 

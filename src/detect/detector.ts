@@ -228,10 +228,8 @@ export class Detector {
   private readonly seekAfterError = new Map<number, number>();
   private readonly preAggregator: PreAggregator;
   /** mayMatch's working memory (reused). */
-  private readonly scratchLo: number[] = [];
-  private readonly scratchHi: number[] = [];
-  private readonly scratchUnion: Array<Set<string>> = [];
-  private readonly scratchSaturated: boolean[] = [];
+  private readonly scratchPanes: PaneStats[] = [];
+  private readonly scratchUnion = new Set<string>();
   /** Candidate windows evaluated in Redis, and skipped because their bounds cannot match. */
   evaluatedWindows = 0;
   skippedWindows = 0;
@@ -686,12 +684,8 @@ export class Detector {
    */
   private mayMatch(ps: PartitionState, gid: string, end: number): boolean {
     const { sizeMs: W, hopMs: P } = this.plan.plan.window;
-    const fields = this.plan.clauseFields;
-    const union = this.scratchUnion;
-    while (union.length < fields.length) union.push(new Set());
-    for (const u of union) u.clear();
-    const saturated = this.scratchSaturated;
-    for (let j = 0; j < fields.length; j++) saturated[j] = false;
+    const found = this.scratchPanes;
+    found.length = 0;
     let count = 0;
     for (let q = end - W; q < end; q += P) {
       if (!ps.panes.has(q)) continue;
@@ -699,27 +693,25 @@ export class Detector {
       const st = ps.stats.get(q)?.get(gid);
       if (st === undefined) continue;
       count += st.count;
-      for (let j = 0; j < fields.length; j++) {
-        if (saturated[j]) continue;
-        const set = st.sets[j];
-        if (set === null) {
-          saturated[j] = true;
-          continue;
-        }
-        for (const v of set) union[j].add(v);
-        if (union[j].size >= fields[j].k) saturated[j] = true;
-      }
+      found.push(st);
     }
-    const lo = this.scratchLo;
-    const hi = this.scratchHi;
-    lo.length = 0;
-    hi.length = 0;
+    if (!this.plan.countCouldMatch(count)) return false;
+    // One field at a time, smallest K first; stop at the first clause that cannot hold.
+    const fields = this.plan.clauseFields;
+    const union = this.scratchUnion;
     for (let j = 0; j < fields.length; j++) {
-      const f = fields[j].index;
-      lo[f] = saturated[j] ? fields[j].k : union[j].size;
-      hi[f] = saturated[j] ? Infinity : union[j].size;
+      const { index, k } = fields[j];
+      union.clear();
+      let saturated = false;
+      for (let i = 0; i < found.length && !saturated; i++) {
+        const set = found[i].sets[j];
+        if (set === null) saturated = true;
+        else for (const v of set) union.add(v);
+        if (union.size >= k) saturated = true;
+      }
+      if (!this.plan.fieldCouldMatch(index, saturated ? k : union.size, saturated ? Infinity : union.size)) return false;
     }
-    return this.plan.couldMatch(count, lo, hi);
+    return true;
   }
 
   private async closeWindows(partition: number, ps: PartitionState): Promise<void> {

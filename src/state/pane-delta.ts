@@ -47,24 +47,29 @@ function writeEntry(out: Buffer, pos: number, code: number, value: string, bytes
   return pos + out.write(value, pos, 'utf8');
 }
 
-/** Encodes entries (code, value) into one buffer, the group key first when given. */
-export function encodeEntries(members: Iterable<[number, Iterable<string>]>, groupKeyJson: string | null): Buffer {
-  const items: Array<[number, string, number]> = [];
+/** Byte lengths of the values being encoded (reused: no array per entry). */
+const lengths: number[] = [];
+
+/** Encodes entries (code, value) into one buffer, the group key first when given (members is read twice). */
+export function encodeEntries(members: ReadonlyMap<number, Iterable<string>> | ReadonlyArray<[number, Iterable<string>]>, groupKeyJson: string | null): Buffer {
   let size = 0;
-  const add = (code: number, v: string): void => {
+  let n = 0;
+  const measure = (code: number, v: string): void => {
     const b = Buffer.byteLength(v, 'utf8');
     if (b > MAX_ENTRY_BYTES) throw new Error(`value of field ${code} is ${b} bytes; a pane entry holds at most ${MAX_ENTRY_BYTES}`);
-    items.push([code, v, b]);
+    lengths[n++] = b;
     size += b + (b < 128 ? 2 : 3);
   };
-  if (groupKeyJson !== null) add(GROUP_KEY_CODE, groupKeyJson);
+  if (groupKeyJson !== null) measure(GROUP_KEY_CODE, groupKeyJson);
   for (const [code, values] of members) {
     if (code < 0 || code > MAX_FIELD_CODE) throw new Error(`field index ${code} does not fit a pane entry code`);
-    for (const v of values) add(code, v);
+    for (const v of values) measure(code, v);
   }
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
-  for (const [code, v, b] of items) pos = writeEntry(out, pos, code, v, b);
+  n = 0;
+  if (groupKeyJson !== null) pos = writeEntry(out, pos, GROUP_KEY_CODE, groupKeyJson, lengths[n++]);
+  for (const [code, values] of members) for (const v of values) pos = writeEntry(out, pos, code, v, lengths[n++]);
   return out;
 }
 

@@ -32,7 +32,8 @@
   -2 HyperLogLog keys needed and not given: send that delta again with what it lacked. The count
   is guarded by the offset so a replay after a crash never counts twice; entries and
   HyperLogLogs are idempotent by nature. One GET and one SET per delta on the common path; a new
-  record (most deltas of a backlog) is written without walking its entries.
+  record (most deltas of a backlog) is one SET NX GET (Redis >= 7.0), without walking its entries,
+  and the group ids of the records a call creates are appended to each active list at once.
 ]]
 local ttl = tonumber(ARGV[1])
 local pruneAt = tonumber(ARGV[2])
@@ -63,14 +64,36 @@ for i = 1, h do hllSlot[string.byte(codes, i)] = i end
 
 -- k: index of the delta's pane record in KEYS; its HyperLogLog of switchable field j is KEYS[k + j]
 -- when withHll; KEYS[active] lists the groups of its pane.
+-- Active-list index -> group ids (each followed by ',') of the records this call created: one
+-- APPEND per list at the end, not one per record.
+local appends = {}
+local function flushAppends()
+  for i, ids in pairs(appends) do redis.call('APPEND', KEYS[i], table.concat(ids)) end
+end
+
 local function apply(k, withHll, active, n, minOff, maxOff, maxOffText, incoming, offsets)
   local key = KEYS[k]
   local count, applied, pruned, body = 0, -1, false, ''
   local switched, switchedList = {}, {}
-  local rec = redis.call('GET', key)
+  local rec
   -- Writing a new pane record makes its group active in the pane.
   local function created()
-    if not rec then redis.call('APPEND', KEYS[active], string.match(key, '}:([^:]+):[^:]+$') .. ',') end
+    if not rec then
+      local ids = appends[active]
+      if not ids then ids = {}; appends[active] = ids end
+      ids[#ids + 1] = string.match(key, '}:([^:]+):[^:]+$') .. ','
+    end
+  end
+  if not withHll and offsets == '' and #incoming <= 2 * threshold and not (pruneAt > 0 and n >= pruneAt) then
+    -- Most deltas of a backlog create their pane record: one SET writes it (the delta's entries
+    -- are distinct, and too few to switch a field) unless it exists, and then answers it.
+    rec = redis.call('SET', key, n .. ' ' .. maxOffText .. '\n' .. incoming, 'NX', 'GET', 'EX', ttl)
+    if not rec then
+      created()
+      return 1, n
+    end
+  else
+    rec = redis.call('GET', key)
   end
   if rec then
     local nl = string.find(rec, '\n', 1, true)
@@ -182,11 +205,16 @@ for i = 1, d do
   local withHll = ARGV[base + 6] == '1'
   local status, count = apply(k, withHll, tonumber(ARGV[base + 7]), tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]),
     tonumber(ARGV[base + 3]), ARGV[base + 3], ARGV[base + 4], ARGV[base + 5])
-  if type(status) == 'table' then return status end
+  if type(status) == 'table' then
+    -- The records written so far stay (Redis does not roll back): list their groups.
+    flushAppends()
+    return status
+  end
   out[#out + 1] = status
   out[#out + 1] = count
   k = k + 1
   if withHll then k = k + h end
 end
+flushAppends()
 for i = 1, a do redis.call('EXPIRE', KEYS[i], ttl) end
 return out
