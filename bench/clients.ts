@@ -21,9 +21,8 @@ import { BROKERS, testKafka } from '../test/helpers/kafka';
 import { createTopic, deleteGroupsQuietly, deleteTopicsQuietly, endOffsets, loadRawTopic, total, watchGroup } from './lib/kafka-util';
 import { machineInfo, mdTable } from './lib/report';
 import { fmt, log, median, sleep } from './lib/util';
-import { Worker, cpuSecondsOf, memoryOf, spawnWorker } from './lib/workers';
+import { CLIENT_WORKER, Worker, cpuSecondsOf, memoryOf, spawnWorker } from './lib/workers';
 
-const WORKER = path.join(packageRoot(), 'dist', 'bench', 'client-worker.js');
 const ALL_CLIENTS = ['kafkajs', 'platformatic', 'confluent'] as const;
 type ClientName = (typeof ALL_CLIENTS)[number];
 const PACKAGES: Record<ClientName, string> = { kafkajs: 'kafkajs', platformatic: '@platformatic/kafka', confluent: '@confluentinc/kafka-javascript' };
@@ -91,7 +90,7 @@ async function workerResult(w: Worker): Promise<Record<string, number>> {
 function spawnClient(ctx: Ctx, name: string, extra: Record<string, string>): Worker {
   return spawnWorker({
     name,
-    script: WORKER,
+    script: CLIENT_WORKER,
     env: {
       ...process.env,
       KADE_KAFKA_BROKERS: BROKERS.join(','),

@@ -38,7 +38,7 @@ import { ProfileSummary, summarizeProfile } from './lib/profile';
 import { PaneCensus, ProxyCounts, RedisDelta, paneCensus, redisDelta, redisSnapshot, startCountingProxy } from './lib/redis-stats';
 import { Machine, keptBlocks, machineInfo, mdTable, textTable } from './lib/report';
 import { fmt, freePort, log, median, percentile, sleep } from './lib/util';
-import { CLI, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnWorker } from './lib/workers';
+import { CLI, CLIENT_WORKER, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnWorker } from './lib/workers';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -183,7 +183,7 @@ interface Ctx {
 }
 
 interface StageRun {
-  stage: 'noop-raw' | 'router' | 'noop-keyed' | 'detector';
+  stage: 'noop-raw' | 'copy-raw' | 'router' | 'noop-keyed' | 'detector';
   label: string;
   run: number;
   actorsScale: number;
@@ -279,6 +279,43 @@ async function runNoop(ctx: Ctx, topic: string, label: string, run: number, acto
   await w.stop();
   const r = stageRun({ stage: label.startsWith('raw') ? 'noop-raw' : 'noop-keyed', label, run, actorsScale, topic, records: total(ends), logFile: w.logFile }, w, m);
   log(`  no-op ${label} run ${run}: ${fmt(r.rate)} rec/s (${r.seconds.toFixed(1)} s)`);
+  return r;
+}
+
+/**
+ * The router's own stack without the routing: kafkajs consume-transform-produce through kade's
+ * boundary (runBatchLoop, PartitionTransactions, sendChunked; bench/client-worker.ts, mode ctp)
+ * with an identity transform, one transaction per input batch and partition, into a fresh
+ * 6-partition topic. The router does this plus decoding, normalizing and Avro; it writes fewer
+ * bytes (its keyed records are ~430 B of Avro, the raw events ~900 B of JSON).
+ */
+async function runCopy(ctx: Ctx, raw: LoadResult, run: number): Promise<StageRun> {
+  const groupId = `${ctx.runId}-copy-r${run}`;
+  const out = `${ctx.runId}.copy.r${run}`;
+  await createTopic(ctx.admin, out, 6);
+  ctx.topics.add(out);
+  const ends = await endOffsets(ctx.admin, raw.topic);
+  const w = spawnWorker({
+    name: `copy-raw-r${run}`,
+    script: CLIENT_WORKER,
+    env: {
+      ...process.env,
+      KADE_KAFKA_BROKERS: BROKERS.join(','),
+      KADE_LOG_LEVEL: 'warn',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      BENCH_CLIENT: 'kafkajs',
+      BENCH_MODE: 'ctp',
+      BENCH_TOPIC: raw.topic,
+      BENCH_OUT_TOPIC: out,
+      BENCH_GROUP: groupId,
+      BENCH_BROKERS: BROKERS.join(','),
+    },
+    logDir: ctx.logDir,
+  });
+  const m = await measure(ctx, w, groupId, raw.topic, ends);
+  await w.stop();
+  const r = stageRun({ stage: 'copy-raw', label: 'raw', run, actorsScale: 1, topic: raw.topic, records: total(ends), logFile: w.logFile }, w, m);
+  log(`  transactional copy run ${run}: ${fmt(r.rate)} rec/s (${r.seconds.toFixed(1)} s)`);
   return r;
 }
 
@@ -850,7 +887,7 @@ async function main(): Promise<void> {
     topics: new Set(), groups: new Set(),
   };
   const runs = {
-    noopRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
+    noopRaw: [] as StageRun[], copyRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
     noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[], detectorCompare: [] as StageRun[],
   };
   let raw1: LoadResult | null = null;
@@ -878,6 +915,7 @@ async function main(): Promise<void> {
     for (let i = 1; i <= (opts.detectorOnly ? 1 : opts.runs); i++) {
       log(`router phase, run ${i}/${opts.runs}`);
       if (!opts.detectorOnly) runs.noopRaw.push(await runNoop(ctx, raw1.topic, 'raw', i, 1));
+      if (!opts.detectorOnly) runs.copyRaw.push(await runCopy(ctx, raw1, i));
       runs.router.push(await runRouter(ctx, raw1, `${runId}.keyed.r${i}`, 'x1', i, 1));
       if (raw10) runs.router10.push(await runRouter(ctx, raw10, `${runId}.keyed10.r${i}`, 'x10', i, 10));
       if (opts.routerOnly && opts.compareCli !== null) {
@@ -952,6 +990,9 @@ async function main(): Promise<void> {
     noopRawRate: med(runs.noopRaw, (r) => r.rate),
     routerRate: med(runs.router, (r) => r.rate),
     routerRatio: pairedRatio(runs.router, runs.noopRaw),
+    copyRawRate: med(runs.copyRaw, (r) => r.rate),
+    copyRatio: pairedRatio(runs.copyRaw, runs.noopRaw),
+    routerToCopy: pairedRatio(runs.router, runs.copyRaw),
     noopKeyedRate: med(runs.noopKeyed, (r) => r.rate),
     detectorRate: med(runs.detector, (r) => r.rate),
     detectorRateToLagZero: med(runs.detector, (r) => r.rateToLagZero),
@@ -1020,7 +1061,8 @@ async function main(): Promise<void> {
   const range = (rs: StageRun[]): string => (rs.length === 0 ? '' : `${fmt(Math.min(...rs.map((r) => r.rate)))} - ${fmt(Math.max(...rs.map((r) => r.rate)))}`);
   const rows: string[][] = [
     ['no-op consumer, raw topic', `${fmt(s.noopRawRate)} rec/s`, range(runs.noopRaw), '1.00', fmt(s.noopRawCpuUs, 1), mib(s.noopPeakRss)],
-    ['router (raw -> keyed)', `${fmt(s.routerRate)} ev/s`, range(runs.router), fmt(s.routerRatio, 2), fmt(s.routerCpuUs, 1), mib(s.routerPeakRss)],
+    ['transactional copy, raw topic (identity: the router\'s stack)', `${fmt(s.copyRawRate)} rec/s`, range(runs.copyRaw), fmt(s.copyRatio, 2), fmt(med(runs.copyRaw, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.copyRaw.map((r) => r.peakRssBytes)))],
+    ['router (raw -> keyed)', `${fmt(s.routerRate)} ev/s`, range(runs.router), `${fmt(s.routerRatio, 2)} (${fmt(s.routerToCopy, 2)} x copy)`, fmt(s.routerCpuUs, 1), mib(s.routerPeakRss)],
     ['no-op consumer, keyed topic', `${fmt(s.noopKeyedRate)} rec/s`, range(runs.noopKeyed), '1.00', fmt(s.noopKeyedCpuUs, 1), mib(s.noopPeakRss)],
     ['detector (to lag 0 + windows closed)', `${fmt(s.detectorRate)} rec/s`, range(runs.detector), fmt(s.detectorRatio, 2), fmt(s.detectorCpuUs, 1), mib(s.detectorPeakRss)],
     ['detector (to lag 0 only)', `${fmt(s.detectorRateToLagZero)} rec/s`, '', fmt(s.detectorRatioToLagZero, 2), '', ''],

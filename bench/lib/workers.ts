@@ -8,6 +8,8 @@ import { envOf } from '../../test/helpers/kade-process';
 
 export const CLI = path.join(packageRoot(), 'dist', 'src', 'cli.js');
 export const NOOP = path.join(packageRoot(), 'dist', 'bench', 'noop-consumer.js');
+/** bench/client-worker.ts: one Kafka client workload per process (BENCH_* environment). */
+export const CLIENT_WORKER = path.join(packageRoot(), 'dist', 'bench', 'client-worker.js');
 
 /** A child node process: kade (router/detector) or the no-op consumer. */
 export interface Worker {
