@@ -888,7 +888,7 @@ async function main(): Promise<void> {
   };
   const runs = {
     noopRaw: [] as StageRun[], copyRaw: [] as StageRun[], router: [] as StageRun[], router10: [] as StageRun[],
-    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[], detectorCompare: [] as StageRun[],
+    noopKeyed: [] as StageRun[], detector: [] as StageRun[], detector10: [] as StageRun[], routerCompare: [] as StageRun[], detectorCompare: [] as StageRun[], detectorCompare10: [] as StageRun[],
   };
   let raw1: LoadResult | null = null;
   let raw10: LoadResult | null = null;
@@ -934,6 +934,9 @@ async function main(): Promise<void> {
         runs.detectorCompare.push(await runDetector(ctx, keyed1, 'cmp', i, 1, undefined, opts.compareCli));
       }
       if (keyed10) runs.detector10.push(await runDetector(ctx, keyed10, 'x10', i, 10));
+      if (keyed10 && opts.detectorOnly && opts.compareCli !== null) {
+        runs.detectorCompare10.push(await runDetector(ctx, keyed10, 'cmp10', i, 10, undefined, opts.compareCli));
+      }
     }
 
     // 4. CPU profiles (separate runs, not part of the medians); the detector's Redis traffic goes
@@ -1078,6 +1081,11 @@ async function main(): Promise<void> {
       fmt(med(runs.detectorCompare, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detectorCompare.map((r) => r.peakRssBytes))),
     ]] : []),
     ['detector, 10x actors', `${fmt(s.detector10Rate)} rec/s`, range(runs.detector10), `${fmt(s.flatDetector, 2)} x detector`, fmt(med(runs.detector10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detector10.map((r) => r.peakRssBytes)))],
+    ...(runs.detectorCompare10.length > 0 ? [[
+      `detector of ${opts.compareCli}, 10x actors`, `${fmt(med(runs.detectorCompare10, (r) => r.rate))} rec/s`, range(runs.detectorCompare10),
+      `${fmt(pairedRatio(runs.detectorCompare10, runs.detectorCompare), 2)} x its 1x (this build / it: ${fmt(pairedRatio(runs.detector10, runs.detectorCompare10), 2)})`,
+      fmt(med(runs.detectorCompare10, (r) => r.cpuUsPerRecord), 1), mib(Math.max(...runs.detectorCompare10.map((r) => r.peakRssBytes))),
+    ]] : []),
   ];
   const header = ['stage (median of runs)', 'rate', 'range of runs', 'ratio (paired median)', 'CPU us/rec', 'peak RSS'];
   const redisRows: string[][] = [

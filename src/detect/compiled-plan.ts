@@ -25,6 +25,9 @@ export interface WindowAggregates {
 
 export type GroupKey = Array<string | null>;
 
+/** Largest K of a clause field the detector decides in memory (see CompiledPlan.clauseFields). */
+export const MAX_MEMORY_K = 64;
+
 /** A rule plan compiled into functions the router and detector call. */
 export class CompiledPlan {
   readonly fields: TrackedField[];
@@ -88,10 +91,11 @@ export class CompiledPlan {
       if (c.field < 0) continue;
       ks.set(c.field, Math.max(ks.get(c.field) ?? 1, Math.floor(c.value) + 1));
     }
-    // Far below the exact threshold, so a pane holding K values is exact in Redis too (no HyperLogLog).
-    // Smallest K first: the detector checks the cheapest unions first and stops at the first
-    // clause that cannot hold.
-    this.clauseFields = [...ks].filter(([, k]) => k <= plan.distinctExactThreshold / 2).map(([index, k]) => ({ index, k }))
+    // Far below the exact threshold, so a pane holding K values is exact in Redis too (no
+    // HyperLogLog); and small (the detector keeps up to K - 1 values per pane in an array): a
+    // field compared with a larger constant is left to Redis. Smallest K first: the detector
+    // checks the cheapest unions first and stops at the first clause that cannot hold.
+    this.clauseFields = [...ks].filter(([, k]) => k <= Math.min(MAX_MEMORY_K, plan.distinctExactThreshold / 2)).map(([index, k]) => ({ index, k }))
       .sort((a, b) => a.k - b.k);
     this.pruneAt = countUpperBound(plan.aggregates, plan.condition);
   }

@@ -95,7 +95,8 @@ interface PartitionState {
  */
 interface PaneStats {
   count: number;
-  sets: Array<Set<string> | null>;
+  /** Fewer than K values each (K <= 64: a small array beats a Set), or null at K. */
+  sets: Array<string[] | null>;
 }
 
 export interface BatchResult {
@@ -229,7 +230,7 @@ export class Detector {
   private readonly preAggregator: PreAggregator;
   /** mayMatch's working memory (reused). */
   private readonly scratchPanes: PaneStats[] = [];
-  private readonly scratchUnion = new Set<string>();
+  private readonly scratchUnion: string[] = [];
   /** Candidate windows evaluated in Redis, and skipped because their bounds cannot match. */
   evaluatedWindows = 0;
   skippedWindows = 0;
@@ -656,7 +657,7 @@ export class Detector {
           this.untrust(ps, d.pane);
           return;
         }
-        byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => new Set<string>()) }));
+        byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => []) }));
         this.statsEntries++;
       }
       st.count = counts[i];
@@ -666,8 +667,9 @@ export class Detector {
         const values = d.members.get(fields[j].index);
         if (values === undefined) continue;
         for (const v of values) {
-          set.add(v);
-          if (set.size >= fields[j].k) {
+          if (set.includes(v)) continue;
+          set.push(v);
+          if (set.length >= fields[j].k) {
             st.sets[j] = null;
             break;
           }
@@ -701,15 +703,15 @@ export class Detector {
     const union = this.scratchUnion;
     for (let j = 0; j < fields.length; j++) {
       const { index, k } = fields[j];
-      union.clear();
+      union.length = 0;
       let saturated = false;
       for (let i = 0; i < found.length && !saturated; i++) {
         const set = found[i].sets[j];
         if (set === null) saturated = true;
-        else for (const v of set) union.add(v);
-        if (union.size >= k) saturated = true;
+        else for (const v of set) if (!union.includes(v)) union.push(v);
+        if (union.length >= k) saturated = true;
       }
-      if (!this.plan.fieldCouldMatch(index, saturated ? k : union.size, saturated ? Infinity : union.size)) return false;
+      if (!this.plan.fieldCouldMatch(index, saturated ? k : union.length, saturated ? Infinity : union.length)) return false;
     }
     return true;
   }
