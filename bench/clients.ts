@@ -21,7 +21,7 @@ import { BROKERS, testKafka } from '../test/helpers/kafka';
 import { createTopic, deleteGroupsQuietly, deleteTopicsQuietly, endOffsets, loadRawTopic, total, watchGroup } from './lib/kafka-util';
 import { machineInfo, mdTable } from './lib/report';
 import { fmt, log, median, sleep } from './lib/util';
-import { CLIENT_WORKER, Worker, cpuSecondsOf, memoryOf, spawnWorker } from './lib/workers';
+import { Worker, cpuSecondsOf, memoryOf, spawnClientWorker } from './lib/workers';
 
 const ALL_CLIENTS = ['kafkajs', 'platformatic', 'confluent'] as const;
 type ClientName = (typeof ALL_CLIENTS)[number];
@@ -88,21 +88,11 @@ async function workerResult(w: Worker): Promise<Record<string, number>> {
 }
 
 function spawnClient(ctx: Ctx, name: string, extra: Record<string, string>): Worker {
-  return spawnWorker({
-    name,
-    script: CLIENT_WORKER,
-    env: {
-      ...process.env,
-      KADE_KAFKA_BROKERS: BROKERS.join(','),
-      KADE_LOG_LEVEL: 'warn',
-      KAFKAJS_NO_PARTITIONER_WARNING: '1',
-      BENCH_BROKERS: BROKERS.join(','),
-      BENCH_SEED: String(ctx.opts.seed),
-      BENCH_EVENTS: String(ctx.opts.events),
-      BENCH_BATCH_RECORDS: String(ctx.opts.batchRecords),
-      ...extra,
-    },
-    logDir: ctx.logDir,
+  return spawnClientWorker(name, BROKERS, ctx.logDir, {
+    BENCH_SEED: String(ctx.opts.seed),
+    BENCH_EVENTS: String(ctx.opts.events),
+    BENCH_BATCH_RECORDS: String(ctx.opts.batchRecords),
+    ...extra,
   });
 }
 

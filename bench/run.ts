@@ -38,7 +38,7 @@ import { ProfileSummary, summarizeProfile } from './lib/profile';
 import { PaneCensus, ProxyCounts, RedisDelta, paneCensus, redisDelta, redisSnapshot, startCountingProxy } from './lib/redis-stats';
 import { Machine, keptBlocks, machineInfo, mdTable, textTable } from './lib/report';
 import { fmt, freePort, log, median, percentile, sleep } from './lib/util';
-import { CLI, CLIENT_WORKER, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnWorker } from './lib/workers';
+import { CLI, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnClientWorker, spawnWorker } from './lib/workers';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -295,22 +295,8 @@ async function runCopy(ctx: Ctx, raw: LoadResult, run: number): Promise<StageRun
   await createTopic(ctx.admin, out, 6);
   ctx.topics.add(out);
   const ends = await endOffsets(ctx.admin, raw.topic);
-  const w = spawnWorker({
-    name: `copy-raw-r${run}`,
-    script: CLIENT_WORKER,
-    env: {
-      ...process.env,
-      KADE_KAFKA_BROKERS: BROKERS.join(','),
-      KADE_LOG_LEVEL: 'warn',
-      KAFKAJS_NO_PARTITIONER_WARNING: '1',
-      BENCH_CLIENT: 'kafkajs',
-      BENCH_MODE: 'ctp',
-      BENCH_TOPIC: raw.topic,
-      BENCH_OUT_TOPIC: out,
-      BENCH_GROUP: groupId,
-      BENCH_BROKERS: BROKERS.join(','),
-    },
-    logDir: ctx.logDir,
+  const w = spawnClientWorker(`copy-raw-r${run}`, BROKERS, ctx.logDir, {
+    BENCH_CLIENT: 'kafkajs', BENCH_MODE: 'ctp', BENCH_TOPIC: raw.topic, BENCH_OUT_TOPIC: out, BENCH_GROUP: groupId,
   });
   const m = await measure(ctx, w, groupId, raw.topic, ends);
   await w.stop();

@@ -11,6 +11,23 @@ export const NOOP = path.join(packageRoot(), 'dist', 'bench', 'noop-consumer.js'
 /** bench/client-worker.ts: one Kafka client workload per process (BENCH_* environment). */
 export const CLIENT_WORKER = path.join(packageRoot(), 'dist', 'bench', 'client-worker.js');
 
+/** Starts bench/client-worker.ts with the brokers and quiet logging; `extra` sets its BENCH_* workload. */
+export function spawnClientWorker(name: string, brokers: string[], logDir: string, extra: Record<string, string>): Worker {
+  return spawnWorker({
+    name,
+    script: CLIENT_WORKER,
+    env: {
+      ...process.env,
+      KADE_KAFKA_BROKERS: brokers.join(','),
+      KADE_LOG_LEVEL: 'warn',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      BENCH_BROKERS: brokers.join(','),
+      ...extra,
+    },
+    logDir,
+  });
+}
+
 /** A child node process: kade (router/detector) or the no-op consumer. */
 export interface Worker {
   name: string;

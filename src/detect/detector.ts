@@ -234,6 +234,11 @@ export class Detector {
   /** Candidate windows evaluated in Redis, and skipped because their bounds cannot match. */
   evaluatedWindows = 0;
   skippedWindows = 0;
+  /**
+   * Per partition, the alerts (`<group id>:<window end>`) this process published whose closing
+   * commit to Redis has not succeeded yet: a Redis outage between the two does not re-send them.
+   */
+  private readonly sentUncommitted = new Map<number, Set<string>>();
   /** PaneStats entries over all partitions (bounded by memoryDecisionsMax). */
   private statsEntries = 0;
 
@@ -250,6 +255,7 @@ export class Detector {
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
   reset(): void {
     this.partitions.clear();
+    this.sentUncommitted.clear();
     this.statsEntries = 0;
     this.committed.clear();
     this.seekAfterError.clear();
@@ -743,6 +749,9 @@ export class Detector {
     const anchors = new Map(ps.anchors);
     const recent = new Map(ps.recent);
     let suppressed = 0;
+    let resent = 0;
+    const publishedRefs: WindowRef[] = [];
+    const sentUncommitted = this.sentUncommitted.get(partition);
     const pending = [...ends].sort((a, b) => a - b);
     while (pending.length > 0) {
       const e = pending.shift() as number;
@@ -788,6 +797,12 @@ export class Detector {
         }
         anchors.set(gid, e);
         alerted.push(h.ref);
+        // Published by this process already, and then Redis failed before the anchor was
+        // written (the partition was reloaded): not sent again.
+        if (sentUncommitted?.has(`${gid}:${e}`) === true) {
+          resent++;
+          continue;
+        }
         toAlert.push(h);
       }
       pending.sort((a, b) => a - b);
@@ -798,11 +813,19 @@ export class Detector {
           const v = values[k];
           if (v.groupKey === null) throw new Error(`group ${h.ref.gid} matched but its key is missing in Redis`);
           alerts.push(buildAlert(this.plan, v.groupKey, e, h.agg, v.members, createdAt));
+          publishedRefs.push(h.ref);
         });
       }
     }
-    // Publish (acked) before marking sent: a crash in between re-sends the same ids.
-    if (alerts.length > 0) await this.sink.publish(alerts);
+    // Publish (acked) before marking sent: a crash in between re-sends the same ids. Until the
+    // commit below is durable, this process remembers what it sent (a failed commit reloads the
+    // partition from Redis, which decides the same windows again).
+    if (alerts.length > 0) {
+      await this.sink.publish(alerts);
+      const sent = this.sentUncommitted.get(partition) ?? new Set<string>();
+      for (const ref of publishedRefs) sent.add(`${ref.gid}:${ref.end}`);
+      this.sentUncommitted.set(partition, sent);
+    }
     ps.clock.markClosed(upTo);
     const retired = [...ps.panes].filter((q) => q + W + P <= upTo);
     for (const q of retired) {
@@ -818,7 +841,8 @@ export class Detector {
     await this.state.commit(partition, {
       clock: ps.clock.snapshot(), matched, alerted, anchorsBefore, retiredPanes: retired, rebuildUntil: ps.rebuildUntil,
     });
+    this.sentUncommitted.delete(partition);
     this.events.windowsClosed?.(partition, (upTo - from) / P + 1);
-    if (matched.length > 0) this.events.matched?.(alerted.length, suppressed);
+    if (matched.length > 0) this.events.matched?.(alerted.length - resent, suppressed);
   }
 }

@@ -9,6 +9,8 @@ import { normalizeEvent } from '../../src/ingest/normalize';
 import { loadRuleFile } from '../../src/rules/load-rules';
 import { KeyBuilder } from '../../src/state/keys';
 import { RedisState } from '../../src/state/redis-state';
+import { CommitInput } from '../../src/state/detector-state';
+import { DependencyError } from '../../src/ingest/errors';
 import { packageRoot } from '../../src/util/package-root';
 import { GeneratedEvent, generateAuditStream } from '../helpers/audit-generator';
 import { canonicalKade, canonicalOracle, diffAlerts } from '../helpers/compare-alerts';
@@ -48,6 +50,21 @@ class MemorySink {
   }
 }
 
+/** RedisState whose closing commit fails (as Redis going down would) every 3rd time it follows published alerts. */
+class FlakyCommitState extends RedisState {
+  private withAlerts = 0;
+  constructor(redis: Redis, keys: KeyBuilder, plan: CompiledPlan, ttl: number, private readonly flaky: boolean) {
+    super(redis, keys, plan, ttl);
+  }
+
+  override async commit(partition: number, input: CommitInput): Promise<void> {
+    if (this.flaky && input.alerted.length > 0 && ++this.withAlerts % 3 === 1) {
+      throw new DependencyError('redis', 'injected commit failure');
+    }
+    return super.commit(partition, input);
+  }
+}
+
 describe('detector on real Redis against the ES|QL oracle', function () {
   this.timeout(120_000);
   let redis: Redis;
@@ -61,6 +78,8 @@ describe('detector on real Redis against the ES|QL oracle', function () {
 
   async function runDetector(opts: {
     events: number; seed: number; crashEvery?: number; failPublish?: boolean;
+    /** Redis fails the closing commit right after alerts were published (every 3rd such commit). */
+    failCommitAfterPublish?: boolean;
     /** Redis loses every key of the test after these batches: under the running detector or with a new owner. */
     loseRedisAt?: number[]; lose?: 'running' | 'new-owner' | 'down-then-empty';
     /** Write-behind interval of the detector (0: every batch is written). */
@@ -86,7 +105,7 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     // What Kafka would hold: the committed offset and checkpoint metadata of each partition.
     const committed = new Map<number, CommittedPosition>();
     const make = (): Detector => {
-      const d = new Detector(p, new RedisState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600), sink, {
+      const d = new Detector(p, new FlakyCommitState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600, opts.failCommitAfterPublish === true), sink, {
         latenessMs: 30_000, idleTimeoutMs: 10_000, suppressionMs: 360_000, now: () => wall, flushIntervalMs: opts.flushIntervalMs ?? 0,
         memoryDecisionsMax: opts.memoryDecisionsMax,
       }, { rebuild: () => { rebuilds++; }, replayed: (_p, n) => { replayed += n; }, matched: (a, s) => { matched += a + s; } });
@@ -132,7 +151,7 @@ describe('detector on real Redis against the ES|QL oracle', function () {
             await redis.connect();
             continue;
           }
-          assert.match((err as Error).message, /injected publish failure/);
+          assert.match((err as Error).message, /injected (publish|commit) failure/);
           // kafkajs redelivers the failed batch to the same instance; or the process restarts and
           // a new instance (fresh memory) reads from the commits again.
           if (opts.retrySameInstance !== true) restart();
@@ -236,6 +255,13 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     const r = await runDetector({ events: 30_000, seed: 11, crashEvery: 5 });
     assert.equal(r.late, 0);
     expectOracle(r);
+  });
+
+  it('a closing commit that fails after its alerts were published: the same instance does not send them again', async () => {
+    const r = await runDetector({ events: 30_000, seed: 19, failCommitAfterPublish: true, retrySameInstance: true });
+    expectOracle(r);
+    const ids = r.alerts.map((a) => a.id);
+    assert.equal(new Set(ids).size, ids.length, `each alert once (${ids.length} sent, ${new Set(ids).size} ids)`);
   });
 
   it('re-sends the same alert ids when publishing fails, and loses none', async () => {
