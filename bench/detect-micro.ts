@@ -12,16 +12,13 @@
  */
 import { KeyedCodec } from '../src/ingest/keyed-codec';
 import { CollectedValues, KeyedScanner } from '../src/ingest/keyed-scan';
-import { FastDefaultPartitioner } from '../src/ingest/partitioner';
-import { SourceRecord } from '../src/ingest/dead-letter';
-import { routeRecords, RouteOptions } from '../src/ingest/route';
 import { loadRules } from '../src/rules/load-rules';
 import { DetectorRecord, PreAggregator } from '../src/detect/pre-aggregate';
 import { PartitionClock } from '../src/window/partition-clock';
 import { buildUpdatePanesArgs } from '../src/state/pane-delta';
 import { KeyBuilder } from '../src/state/keys';
 import { DELTAS_PER_CALL } from '../src/state/redis-state';
-import { generateAuditStream } from '../test/helpers/audit-generator';
+import { KeyedMessage, generatedRawRecords, keyedByPartition } from './lib/keyed-stream';
 
 const events = Number(process.argv[2] ?? 100_000);
 const rounds = Number(process.argv[3] ?? 5);
@@ -31,26 +28,9 @@ const BATCH = 2500;
 const plans = loadRules('');
 const plan = plans[0];
 const codec = new KeyedCodec();
-const opts: RouteOptions = {
-  plans, codec, timeField: 'requestReceivedTimestamp',
-  namespaceHeader: 'kade.namespace', defaultNamespace: 'default', maxMessageBytes: 1 << 20,
-};
-const partitioner = FastDefaultPartitioner();
-const partitionMetadata = [...Array(PARTITIONS).keys()].map((p) => ({ partitionId: p, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
-
-const byPartition: Array<Array<{ key: Buffer; value: Buffer; offset: number }>> = [...Array(PARTITIONS)].map(() => []);
-const raw: SourceRecord[] = [];
-for (const ev of generateAuditStream({ seed: 42, events, attacks: 20, actorsScale: 1 })) {
-  raw.push({ topic: 'raw', partition: 0, offset: String(raw.length), key: null, value: Buffer.from(JSON.stringify(ev.event)), headers: { 'kade.namespace': Buffer.from(ev.cluster) } });
-}
-for (let i = 0; i < raw.length; i += 1000) {
-  for (const m of routeRecords(raw.slice(i, i + 1000), opts).keyed) {
-    const p = partitioner({ topic: 'keyed', partitionMetadata, message: m });
-    const list = byPartition[p];
-    list.push({ key: m.key as Buffer, value: m.value as Buffer, offset: list.length });
-  }
-}
-const batches: Array<{ partition: number; messages: Array<{ key: Buffer; value: Buffer; offset: number }> }> = [];
+const raw = generatedRawRecords(events);
+const byPartition = keyedByPartition(raw, plans, PARTITIONS);
+const batches: Array<{ partition: number; messages: KeyedMessage[] }> = [];
 byPartition.forEach((list, partition) => {
   for (let i = 0; i < list.length; i += BATCH) batches.push({ partition, messages: list.slice(i, i + BATCH) });
 });
@@ -64,7 +44,7 @@ function us(t0: NodeJS.CpuUsage): number {
   return d.user + d.system;
 }
 
-const scanner = new KeyedScanner([{ id: plan.id, fields: plan.fields.map((f) => ({ index: f.index, path: f.accessor.path })) }]);
+const scanner = KeyedScanner.forPlans([plan]);
 
 function round(mode: 'scan' | 'avsc'): { decode: number; aggregate: number; args: number; deltas: number } {
   let decode = 0;

@@ -7,16 +7,12 @@
  * (INFO cpu; run it against an otherwise idle Redis).
  */
 import Redis from 'ioredis';
-import { KeyedCodec } from '../src/ingest/keyed-codec';
 import { CollectedValues, KeyedScanner } from '../src/ingest/keyed-scan';
-import { FastDefaultPartitioner } from '../src/ingest/partitioner';
-import { SourceRecord } from '../src/ingest/dead-letter';
-import { routeRecords } from '../src/ingest/route';
 import { loadRules } from '../src/rules/load-rules';
 import { Detector, DetectorRecord } from '../src/detect/detector';
 import { KeyBuilder } from '../src/state/keys';
 import { RedisState } from '../src/state/redis-state';
-import { generateAuditStream } from '../test/helpers/audit-generator';
+import { generatedRawRecords, keyedByPartition } from './lib/keyed-stream';
 
 const events = Number(process.argv[2] ?? 100_000);
 const url = process.argv[3] ?? 'redis://127.0.0.1:6379';
@@ -33,24 +29,13 @@ async function redisCpu(redis: Redis): Promise<number> {
 async function main(): Promise<void> {
   const plans = loadRules('');
   const plan = plans[0];
-  const codec = new KeyedCodec();
-  const partitioner = FastDefaultPartitioner();
-  const partitionMetadata = [...Array(PARTITIONS).keys()].map((p) => ({ partitionId: p, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
-  const raw: SourceRecord[] = [];
-  for (const ev of generateAuditStream({ seed: 42, events, attacks: 20, actorsScale })) {
-    raw.push({ topic: 'raw', partition: 0, offset: String(raw.length), key: null, value: Buffer.from(JSON.stringify(ev.event)), headers: { 'kade.namespace': Buffer.from(ev.cluster) } });
-  }
-  const scanner = new KeyedScanner([{ id: plan.id, fields: plan.fields.map((f) => ({ index: f.index, path: f.accessor.path })) }]);
-  const parts: DetectorRecord[][] = [...Array(PARTITIONS)].map(() => []);
+  const scanner = KeyedScanner.forPlans([plan]);
   const collected = new CollectedValues();
-  for (let i = 0; i < raw.length; i += 1000) {
-    for (const m of routeRecords(raw.slice(i, i + 1000), { plans, codec, timeField: 'requestReceivedTimestamp', namespaceHeader: 'kade.namespace', defaultNamespace: 'default', maxMessageBytes: 1 << 20 }).keyed) {
-      const p = parts[partitioner({ topic: 'keyed', partitionMetadata, message: m })];
-      const from = collected.length;
-      const h = scanner.read(m.value as Buffer, collected);
-      p.push({ offset: p.length, eventTime: h.eventTime, collected, from, to: collected.length, kafkaKey: (m.key as Buffer).toString('utf8') });
-    }
-  }
+  const parts: DetectorRecord[][] = keyedByPartition(generatedRawRecords(events, actorsScale), plans, PARTITIONS).map((list) => list.map((m) => {
+    const from = collected.length;
+    const h = scanner.read(m.value, collected);
+    return { offset: m.offset, eventTime: h.eventTime, collected, from, to: collected.length, kafkaKey: m.key.toString('utf8') };
+  }));
   const redis = new Redis(url);
   const prefix = `split${process.pid}`;
   const waited = new Map<string, { calls: number; seconds: number }>();

@@ -5,23 +5,18 @@
  * rounds is the figure to compare: the machine is shared), so
  * a change to the hot loop can be judged in seconds before the end-to-end bench (`npm run bench`).
  */
-import { IHeaders } from 'kafkajs';
 import { KeyedCodec } from '../src/ingest/keyed-codec';
 import { FastDefaultPartitioner } from '../src/ingest/partitioner';
 import { SourceRecord } from '../src/ingest/dead-letter';
 import { routeRecords, RouteOptions } from '../src/ingest/route';
 import { loadRules } from '../src/rules/load-rules';
-import { generateAuditStream } from '../test/helpers/audit-generator';
+import { generatedRawRecords } from './lib/keyed-stream';
 
 const events = Number(process.argv[2] ?? 50_000);
 const rounds = Number(process.argv[3] ?? 5);
 const batchSize = 1000;
 
-const records: SourceRecord[] = [];
-for (const ev of generateAuditStream({ seed: 42, events, attacks: 20, actorsScale: 1 })) {
-  const headers: IHeaders = { 'kade.namespace': Buffer.from(ev.cluster) };
-  records.push({ topic: 'raw', partition: 0, offset: String(records.length), key: null, value: Buffer.from(JSON.stringify(ev.event)), headers });
-}
+const records = generatedRawRecords(events);
 const batches: SourceRecord[][] = [];
 for (let i = 0; i < records.length; i += batchSize) batches.push(records.slice(i, i + batchSize));
 

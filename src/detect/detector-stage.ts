@@ -50,7 +50,7 @@ export class DetectorStage {
     private readonly metrics: Metrics,
   ) {
     this.sink = new KafkaAlertSink(kafka, config.topics.alerts, config.alerts.format);
-    this.scanner = new KeyedScanner(plans.map((p) => ({ id: p.id, fields: p.fields.map((f) => ({ index: f.index, path: f.accessor.path })) })));
+    this.scanner = KeyedScanner.forPlans(plans);
     for (const plan of plans) {
       const state = new RedisState(redis, new KeyBuilder(config.redis.keyPrefix, plan.plan.stateKey), plan, config.detector.stateTtlSeconds,
         (op, seconds) => metrics.redisSeconds.observe({ op }, seconds));

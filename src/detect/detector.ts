@@ -494,7 +494,7 @@ export class Detector {
       for (const [pane, offset] of buf.newPanes) {
         ps.panes.add(pane);
         if (!ps.paneFirstOffsets.has(pane)) ps.paneFirstOffsets.set(pane, offset);
-        if (!rebuilding && this.statsEntries < (this.opts.memoryDecisionsMax ?? DEFAULT_MEMORY_DECISIONS)) ps.trusted.add(pane);
+        if (!rebuilding && !this.statsFull()) ps.trusted.add(pane);
       }
       this.noteStats(ps, buf.deltas, counts);
       ps.buffer = new PaneBuffer();
@@ -645,8 +645,14 @@ export class Detector {
   }
 
   private untrustAll(ps: PartitionState): void {
-    for (const q of [...ps.trusted]) this.untrust(ps, q);
-    for (const q of [...ps.stats.keys()]) this.untrust(ps, q);
+    for (const byGroup of ps.stats.values()) this.statsEntries -= byGroup.size;
+    ps.stats.clear();
+    ps.trusted.clear();
+  }
+
+  /** At this many PaneStats entries no pane is trusted any more (DetectorOptions.memoryDecisionsMax). */
+  private statsFull(): boolean {
+    return this.statsEntries >= (this.opts.memoryDecisionsMax ?? DEFAULT_MEMORY_DECISIONS);
   }
 
   /** Folds written deltas of trusted panes into the partition's PaneStats. */
@@ -658,7 +664,7 @@ export class Detector {
       if (byGroup === undefined) ps.stats.set(d.pane, (byGroup = new Map()));
       let st = byGroup.get(d.gid);
       if (st === undefined) {
-        if (this.statsEntries >= (this.opts.memoryDecisionsMax ?? DEFAULT_MEMORY_DECISIONS)) {
+        if (this.statsFull()) {
           // At the cap: this pane's windows go to Redis (always safe), its memory is freed.
           this.untrust(ps, d.pane);
           return;

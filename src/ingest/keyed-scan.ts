@@ -1,4 +1,5 @@
 import type avro from 'avsc';
+import type { CompiledPlan } from '../detect/compiled-plan';
 import { FieldPath } from '../detect/fields';
 import { avroType } from '../util/avro';
 import { BadInputError } from './errors';
@@ -13,7 +14,7 @@ import { MAX_VALUE_CHARS, capValue } from '../detect/cap-value';
  * (bench/detect-micro.ts).
  *
  * Programs are compiled from the avsc types, so the scanner follows the schema files; a type it
- * does not know (none in kade's schemas today) makes compile() throw and the caller keeps avsc.
+ * does not read (none in kade's schemas today) makes the constructor throw, at start-up.
  */
 
 /** Receives a tracked field's values (string bytes as [start, end) of buf, or an int). */
@@ -275,6 +276,11 @@ export class KeyedScanner {
   private readonly skipGroup: Step;
   private readonly groupType: avro.Type;
   private readonly header: KeyedHeader = { ruleIndex: -1, rule: '', eventTime: 0, groupPos: 0 };
+
+  /** The scanner of these rules' keyed records (their tracked fields, by path). */
+  static forPlans(plans: CompiledPlan[]): KeyedScanner {
+    return new KeyedScanner(plans.map((p) => ({ id: p.id, fields: p.fields.map((f) => ({ index: f.index, path: f.accessor.path })) })));
+  }
 
   /** Throws if a field has no path or the schema holds a type the scanner does not read. */
   constructor(rules: ScannedRule[]) {

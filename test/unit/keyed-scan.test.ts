@@ -13,10 +13,6 @@ const plans = loadRules('');
 const plan = plans[0];
 const codec = new KeyedCodec();
 
-function scannerOf(ps: CompiledPlan[]): KeyedScanner {
-  return new KeyedScanner(ps.map((p) => ({ id: p.id, fields: p.fields.map((f) => ({ index: f.index, path: f.accessor.path })) })));
-}
-
 /** What the object path (avsc decode + FieldAccessor.readRaw + capValue) reads: "field\tvalue" sorted. */
 function expected(v: KeyedAuditRecord, p: CompiledPlan): string[] {
   const out: string[] = [];
@@ -51,7 +47,7 @@ describe('keyed record scanner (the detector reads values from the Avro bytes)',
   it('reads the same header and tracked values as avsc + the field accessors, on routed generator records', () => {
     const values = keyedValues(3000);
     assert.ok(values.length > 2000, `${values.length} keyed records`);
-    const scanner = scannerOf(plans);
+    const scanner = KeyedScanner.forPlans(plans);
     const c = new CollectedValues();
     let nonEmpty = 0;
     for (const buf of values) {
@@ -82,7 +78,7 @@ describe('keyed record scanner (the detector reads values from the Avro bytes)',
     const v: KeyedAuditRecord = { rule: plan.id, group: ['ünïcode-用户', null], eventTime: -5, record };
     const buf = codec.encode(v);
     const c = new CollectedValues();
-    const h = scannerOf(plans).read(buf, c);
+    const h = KeyedScanner.forPlans(plans).read(buf, c);
     assert.equal(h.eventTime, -5);
     assert.deepEqual(scanned(c, 0, c.length), expected(v, plan));
     assert.ok(c.values.includes('403'));
@@ -96,7 +92,7 @@ describe('keyed record scanner (the detector reads values from the Avro bytes)',
     record.verb = 'list';
     const buf = codec.encode({ rule: 'another-rule', group: ['u'], eventTime: 1, record });
     const c = new CollectedValues();
-    const h = scannerOf(plans).read(buf, c);
+    const h = KeyedScanner.forPlans(plans).read(buf, c);
     assert.equal(h.ruleIndex, -1);
     assert.equal(h.rule, 'another-rule');
     assert.equal(c.length, 0);
@@ -104,7 +100,7 @@ describe('keyed record scanner (the detector reads values from the Avro bytes)',
 
   it('throws invalid-avro on every truncation, on trailing bytes and on a bad union index, collecting nothing', () => {
     const [buf] = keyedValues(50);
-    const scanner = scannerOf(plans);
+    const scanner = KeyedScanner.forPlans(plans);
     const c = new CollectedValues();
     scanner.read(buf, c);
     const before = c.length;
@@ -129,7 +125,7 @@ describe('keyed record scanner (the detector reads values from the Avro bytes)',
 
   it('never throws anything but invalid-avro on corrupted bytes, and reads what avsc reads when avsc accepts them', () => {
     const values = keyedValues(200);
-    const scanner = scannerOf(plans);
+    const scanner = KeyedScanner.forPlans(plans);
     let seed = 12345;
     const rand = (n: number): number => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
