@@ -13,6 +13,7 @@
  * The kafkajs driver goes through kade's own boundary (createKafka, createProducer, runBatchLoop,
  * PartitionTransactions, sendChunked); the others use each library's own idiom for the same thing.
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import {
   Consumer as PConsumer, FetchIsolationLevels, Message as PMessage, Producer as PProducer, ProduceAcks, compatibilityPartitioner,
 } from '@platformatic/kafka';

@@ -12,6 +12,7 @@
  * to every committed offset reaching the end. Producer rates are timed by the worker around its
  * sends only. Ratios are paired: each run's rate over kafkajs's rate in the same run, median.
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';

@@ -10,6 +10,7 @@
  * minimum over the rounds is the figure to compare; use it to judge a hot-loop change before
  * `npm run bench`.
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import { KeyedCodec } from '../src/ingest/keyed-codec';
 import { CollectedValues, KeyedScanner } from '../src/ingest/keyed-scan';
 import { loadRules } from '../src/rules/load-rules';

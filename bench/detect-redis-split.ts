@@ -6,6 +6,7 @@
  * the calls, the wall time the detector waited, and Redis's own CPU over the run
  * (INFO cpu; run it against an otherwise idle Redis).
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import Redis from 'ioredis';
 import { CollectedValues, KeyedScanner } from '../src/ingest/keyed-scan';
 import { loadRules } from '../src/rules/load-rules';

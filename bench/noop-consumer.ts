@@ -4,6 +4,7 @@
  * consumer options of kade's stages. Configured like kade (KADE_* variables) plus
  * BENCH_NOOP_TOPIC and BENCH_NOOP_GROUP. Runs until SIGTERM.
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import { loadConfig } from '../src/config/load';
 import { runBatchLoop } from '../src/ingest/batch-loop';
 import { createKafka } from '../src/ingest/kafka';

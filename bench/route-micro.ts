@@ -5,6 +5,7 @@
  * rounds is the figure to compare: the machine is shared), so
  * a change to the hot loop can be judged in seconds before the end-to-end bench (`npm run bench`).
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import { KeyedCodec } from '../src/ingest/keyed-codec';
 import { FastDefaultPartitioner } from '../src/ingest/partitioner';
 import { SourceRecord } from '../src/ingest/dead-letter';

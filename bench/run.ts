@@ -15,6 +15,7 @@
  * Every worker (router, detector, no-op consumer) is a separate node process, so CPU, RSS and
  * profiles are per worker. See docs/benchmarks.md for the method and the latest figures.
  */
+import '../src/ingest/kafkajs-read-committed'; // first: exact read_committed in kafkajs
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First, before anything loads kafkajs: exact read_committed (src/ingest/kafkajs-read-committed.ts).
+import './ingest/kafkajs-read-committed';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, KadeConfig, dlqTopic } from './config/load';
 import { formatAlert } from './alerts/format-alert';

@@ -1,3 +1,5 @@
+// First: kafkajs must load with kade's exact read_committed filter (see the module).
+import { assertReadCommittedIsExact } from './kafkajs-read-committed';
 import { Kafka, LogEntry, Producer, ProducerConfig, logLevel } from 'kafkajs';
 import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig } from '../config/load';
@@ -10,9 +12,11 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 
 /**
  * A kafkajs client whose logs go to pino (kafkajs INFO chatter is demoted to debug), with the
- * TLS and SASL settings of the config (a bad PEM file throws a ConfigError here).
+ * TLS and SASL settings of the config (a bad PEM file throws a ConfigError here). Throws when the
+ * kafkajs in this process would let aborted records through to read_committed consumers.
  */
 export function createKafka(config: KadeConfig, log: Logger, clientSuffix: string): Kafka {
+  assertReadCommittedIsExact();
   const klog = log.child({ module: 'kafkajs' });
   return new Kafka({
     clientId: `${config.kafka.clientId}-${clientSuffix}`,
