@@ -13,8 +13,10 @@ import { sendChunked } from '../../src/ingest/send-chunked';
 import { ensureTopics } from '../../src/ingest/topics';
 import { loadRules } from '../../src/rules/load-rules';
 import { KeyBuilder } from '../../src/state/keys';
+import { groupId, groupKafkaKey } from '../../src/detect/group-id';
+import { keyPartition } from '../../src/ingest/partitioner';
 import { GeneratedEvent, generateAuditStream } from '../helpers/audit-generator';
-import { canonicalKade, canonicalOracle, diffAlerts } from '../helpers/compare-alerts';
+import { alertKey, canonicalKade, canonicalOracle, diffAlerts } from '../helpers/compare-alerts';
 import { oracleAlerts } from '../helpers/esql-oracle';
 import { deleteTopics, isolatedConfig, readTopic, testKafka, uniqueName, waitFor } from '../helpers/kafka';
 import { spawnKade } from '../helpers/kade-process';
@@ -130,7 +132,43 @@ async function closedLikeOracle(redisUrl: string, config: KadeConfig, maxTime: n
     await redis.quit();
   }
   await everyAlertRead(config, alerts);
-  assertLikeOracle(alerts, events, config.alerts.suppressionMs, resends);
+  try {
+    assertLikeOracle(alerts, events, config.alerts.suppressionMs, resends);
+  } catch (err) {
+    (err as Error).message += `\n${await paneDiagnostics(redisUrl, config, alerts, events)}`;
+    throw err;
+  }
+}
+
+/**
+ * For an alert the oracle has and kade has not: the header (count, last applied offset) of each
+ * of its window's pane records, and its partition's checkpoint, so a rare failure can be read.
+ */
+async function paneDiagnostics(redisUrl: string, config: KadeConfig, alerts: Alert[], events: GeneratedEvent[]): Promise<string> {
+  const redis = new Redis(redisUrl);
+  const keys = new KeyBuilder(config.redis.keyPrefix, 'epe2');
+  const have = new Set(alerts.map((a) => alertKey(canonicalKade(a))));
+  const out: string[] = ['pane diagnostics:'];
+  try {
+    for (const o of oracleAlerts(events, { windowMs: W, hopMs: P, suppressMs: config.alerts.suppressionMs }).alerts) {
+      if (have.has(alertKey(canonicalOracle(o)))) continue;
+      const kafkaKey = groupKafkaKey([o.username, o.sourceIp]);
+      const partition = keyPartition(kafkaKey, config.topics.keyedPartitions);
+      const gid = groupId(kafkaKey);
+      const panes: string[] = [];
+      for (let q = o.windowEnd - W; q < o.windowEnd; q += P) {
+        const rec = await redis.getBuffer(keys.paneRecord(partition, gid, q));
+        if (rec !== null) panes.push(`${q}: ${rec.subarray(0, Math.max(0, rec.indexOf(10))).toString()}`);
+      }
+      out.push(`${kafkaKey} ${o.windowEnd} partition ${partition}: panes [${panes.join('; ')}] checkpoint ${JSON.stringify(await redis.hgetall(keys.checkpoint(partition)))}`);
+      if (out.length > 5) break;
+    }
+  } catch (e) {
+    out.push(`(failed: ${(e as Error).message})`);
+  } finally {
+    redis.disconnect();
+  }
+  return out.join('\n');
 }
 
 interface PrivateRedisRun {
