@@ -42,6 +42,25 @@ export class PartitionTransactions {
   }
 
   /**
+   * Replaces the partition's producer with a fresh, initialized one. Its InitProducerId fences
+   * every earlier producer of the transactional id (this process's or a previous owner's) and
+   * returns only once that id's last transaction is complete, committed or aborted: a committed
+   * offset read after this is stable. (KIP-447 gives the Java client that with require_stable
+   * offset fetches; kafkajs' OffsetFetch cannot ask for it and may answer the offset from before a
+   * commit still in flight.)
+   */
+  async renew(partition: number): Promise<void> {
+    const old = this.producers.get(partition);
+    this.producers.delete(partition);
+    if (old !== undefined) void old.then((p) => p.disconnect()).catch(() => undefined);
+    const producer = await this.producer(partition);
+    // kafkajs initializes the transactional id on the first transaction(); aborting a transaction
+    // that sent nothing sends no request.
+    const tx = await producer.transaction();
+    await tx.abort();
+  }
+
+  /**
    * Writes the batch's output and commits the batch's input offset in one transaction: either
    * both become visible (to read_committed consumers) or neither.
    */

@@ -1,4 +1,4 @@
-import { Kafka, Consumer } from 'kafkajs';
+import { Admin, Batch, Consumer, Kafka } from 'kafkajs';
 import { KadeConfig, dlqTopic } from '../config/load';
 import { CompiledPlan } from '../detect/compiled-plan';
 import { Logger } from '../ops/logger';
@@ -21,6 +21,11 @@ export class RouterStage {
   private consumer: Consumer | null = null;
   private joined = false;
   private transactions: PartitionTransactions | null = null;
+  private admin: Admin | null = null;
+  /** Incremented on each group join: a partition is checked once per assignment. */
+  private generation = 0;
+  /** Partition -> the generation in which its position was checked against the committed offset. */
+  private readonly checked = new Map<number, number>();
   private readonly opts: RouteOptions;
 
   constructor(
@@ -56,17 +61,27 @@ export class RouterStage {
     consumer.on(consumer.events.REBALANCING, () => { this.joined = false; lag.reset(); });
     consumer.on(consumer.events.END_BATCH_PROCESS, (e) => lag.note(e.payload.partition, Number(e.payload.offsetLag)));
     consumer.on(consumer.events.GROUP_JOIN, () => {
+      this.generation++;
       this.joined = true;
       const paused = aligner.reset();
       if (paused.length > 0) consumer.resume([{ topic, partitions: paused }]);
     });
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
     await consumer.connect();
     const transactions = this.transactions;
     const dlq = dlqTopic(config);
     await runBatchLoop(consumer, topic, async (batch) => {
       const started = process.hrtime.bigint();
+      let messages = batch.messages;
+      if (this.checked.get(batch.partition) !== this.generation) {
+        const from = await this.resumeFrom(batch);
+        if (from === 'seek') return;
+        if (from !== null) messages = messages.filter((m) => Number(m.offset) >= from);
+        this.checked.set(batch.partition, this.generation);
+      }
       const result = routeRecords(
-        batch.messages.map((m) => ({
+        messages.map((m) => ({
           topic: batch.topic, partition: batch.partition, offset: m.offset,
           key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp,
         })),
@@ -76,11 +91,18 @@ export class RouterStage {
       if (result.keyed.length > 0) topicMessages.push({ topic: config.topics.keyed, messages: result.keyed });
       if (result.dlq.length > 0) topicMessages.push({ topic: dlq, messages: result.dlq });
       // Output and input offset commit atomically: a crash anywhere leaves neither or both.
-      await transactions.commit(
-        { topic: batch.topic, partition: batch.partition, nextOffset: String(Number(batch.lastOffset()) + 1) },
-        topicMessages,
-      );
-      this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
+      try {
+        await transactions.commit(
+          { topic: batch.topic, partition: batch.partition, nextOffset: String(Number(batch.lastOffset()) + 1) },
+          topicMessages,
+        );
+      } catch (err) {
+        // The outcome may be unknown, or another producer took the transactional id and committed
+        // past this batch: the retry checks the committed offset again first.
+        this.checked.delete(batch.partition);
+        throw err;
+      }
+      this.metrics.recordsIn.inc({ topic: batch.topic }, messages.length);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'routed' }, result.routed);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'filtered' }, result.filtered);
       this.metrics.outcomes.inc({ stage: 'router', outcome: 'dead_lettered' }, result.deadLettered);
@@ -95,6 +117,31 @@ export class RouterStage {
     }, { autoCommit: false, partitionsConsumedConcurrently: ROUTER_CONCURRENT_PARTITIONS });
   }
 
+  /**
+   * Before the first batch of a partition after an assignment (or after a failed transaction):
+   * renews the partition's producer, which waits until the transactional id's last transaction is
+   * complete, then reads the group's committed offset, now stable. The consumer's position came
+   * from an offset fetch that may predate a commit still in flight (a previous owner's, or this
+   * process's own just before a rebalance); records below the committed offset are routed
+   * already. Returns the first offset to route (null: all of the batch), or 'seek' when the
+   * committed offset lies past the batch (the consumer was sent there; the batch is stale).
+   */
+  private async resumeFrom(batch: Batch): Promise<number | 'seek' | null> {
+    const { topic, partition } = batch;
+    await this.transactions!.renew(partition);
+    const [offsets] = await this.admin!.fetchOffsets({ groupId: this.config.router.groupId, topics: [topic] });
+    const committed = Number(offsets?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+    if (committed < 0 || committed <= Number(batch.firstOffset())) return null;
+    if (committed > Number(batch.lastOffset()) + 1) {
+      this.log.warn({ partition, committed, batchFirst: batch.firstOffset() }, 'position behind the committed offset: seeking to it');
+      this.consumer!.seek({ topic, partition, offset: String(committed) });
+      return 'seek';
+    }
+    this.metrics.outcomes.inc({ stage: 'router', outcome: 'already_committed' }, batch.messages.filter((m) => Number(m.offset) < committed).length);
+    this.log.warn({ partition, committed, batchFirst: batch.firstOffset() }, 'records below the committed offset were routed already: skipping them');
+    return committed;
+  }
+
   /** Joined its consumer group (and not rebalancing). */
   isReady(): boolean {
     return this.joined;
@@ -103,5 +150,6 @@ export class RouterStage {
   async close(): Promise<void> {
     await this.consumer?.disconnect();
     await this.transactions?.close();
+    await this.admin?.disconnect();
   }
 }

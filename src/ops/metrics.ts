@@ -6,7 +6,7 @@ export class Metrics {
   readonly recordsIn = new Counter({ name: 'kade_records_in_total', help: 'Kafka records read, per topic', labelNames: ['topic'], registers: [this.registry] });
   readonly outcomes = new Counter({
     name: 'kade_events_total',
-    help: 'Audit events by final outcome: routed, filtered, dead_lettered (router); applied, late (detector)',
+    help: 'Audit events by final outcome: routed, filtered, dead_lettered, already_committed (router; the last: routed by an earlier owner of the partition, skipped); applied, late (detector)',
     labelNames: ['stage', 'outcome'],
     registers: [this.registry],
   });
