@@ -63,6 +63,13 @@ interface PartitionState {
   /** Last offset processed and the high watermark seen with it: caught up when they meet. */
   lastOffset: number | null;
   highWatermark: number | null;
+  /**
+   * The consumer was sent back (seekTo) and no batch from there has arrived yet. Positions
+   * reported meanwhile are where it was, not where it is: kafkajs reports a batch when eachBatch
+   * returns, also the one whose flush found Redis empty (after the seek), and batches fetched
+   * before the seek. Taken, they ended a rebuild at its first replayed batch.
+   */
+  seeking: boolean;
   /** Redis connection generation at which this state was last known to be in Redis. */
   verifiedGeneration: number;
   /** Offsets below this are the replay of a rebuild (not counted again), or null. */
@@ -319,7 +326,7 @@ export class Detector {
     return {
       clock: new PartitionClock(this.plan.plan.window, this.opts.latenessMs, this.opts.idleTimeoutMs, clock, this.opts.now()),
       panes: new Set(), paneFirstOffsets: new Map(), recent: new Map(), anchors: new Map(),
-      lastOffset: null, highWatermark: null, verifiedGeneration: generation, rebuildUntil: null, pendingSeek: null,
+      lastOffset: null, highWatermark: null, seeking: false, verifiedGeneration: generation, rebuildUntil: null, pendingSeek: null,
       buffer: new PaneBuffer(), bufferSince: 0, durable: clock.streamTime === null ? null : { ...clock }, flushedPosition: null,
       trusted: new Set(), stats: new Map(),
     };
@@ -427,6 +434,8 @@ export class Detector {
    */
   async onBatch(partition: number, records: DetectorRecord[], highWatermark: number | null): Promise<BatchResult> {
     const ps = await this.partition(partition);
+    // The consumer delivers batches from where it was last sent (stale ones never get here).
+    ps.seeking = false;
     if (ps.pendingSeek !== null) {
       const seek = this.seekTo(ps, ps.pendingSeek);
       ps.pendingSeek = null;
@@ -515,6 +524,7 @@ export class Detector {
   /** The consumer is sent back to `offset`: the position is there now (caught-up checks). */
   private seekTo(ps: PartitionState, offset: number): number {
     ps.lastOffset = offset > 0 ? offset - 1 : null;
+    ps.seeking = true;
     return offset;
   }
 
@@ -563,10 +573,11 @@ export class Detector {
    * Where the consumer stands in a partition. Called for every batch, including batches of
    * transaction markers only (which never reach onBatch): on a transactional topic the last data
    * record is followed by a commit marker, so only this tells that the partition is caught up.
+   * Ignored after a seek until a batch from the new position arrives (PartitionState.seeking).
    */
   notePosition(partition: number, lastOffset: number, highWatermark: number | null): void {
     const ps = this.partitions.get(partition);
-    if (ps === undefined) return;
+    if (ps === undefined || ps.seeking) return;
     if (ps.lastOffset === null || lastOffset > ps.lastOffset) ps.lastOffset = lastOffset;
     if (highWatermark !== null) ps.highWatermark = highWatermark;
   }
