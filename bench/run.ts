@@ -655,19 +655,19 @@ async function runLive(ctx: Ctx): Promise<LiveResult> {
     // Start at the whole second, 2 to 12 s from now, that fits the most.
     const planFrom = (startMs: number) => ({ seed: seed + 1, events, eventsPerSecond: rate, startMs, attacks: ctx.opts.liveAttacks });
     const first = Math.ceil(Date.now() / 1000) * 1000 + 2000;
+    const alertEnds = (startMs: number) => planAttacks(planFrom(startMs)).flatMap((a) => a.expected.flatMap((g) => g.alertWindowEnds));
     let startMs = first;
-    let most = -1;
-    for (let s = first; s <= first + 10_000; s += 1000) {
-      const n = planAttacks(planFrom(s)).reduce((sum, a) => sum + a.expected.reduce((k, g) => k + g.alertWindowEnds.length, 0), 0);
-      if (n > most) {
-        most = n;
+    let expected = alertEnds(first);
+    for (let s = first + 1000; s <= first + 10_000; s += 1000) {
+      const ends = alertEnds(s);
+      if (ends.length > expected.length) {
+        expected = ends;
         startMs = s;
       }
     }
     const gen = planFrom(startMs);
     const probes = probeEvents(startMs, startMs + seconds * 1000, ctx.hopMs, latenessMs, 6);
     const probeAlerts = new Set(probes.map((p) => ((p.event.user as { username: string }).username))).size;
-    const expected = planAttacks(gen).flatMap((a) => a.expected.flatMap((g) => g.alertWindowEnds));
     for (let i = 0; i < probeAlerts; i++) expected.push(0);
     log(`  live: ${events} events at ${rate} ev/s from ${new Date(startMs).toISOString()} + ${probes.length} probe events; ${expected.length} alerts expected (${probeAlerts} from probes)`);
     const cpu0 = { router: cpuSecondsOf(router.pid), detector: cpuSecondsOf(detector.pid), t: Date.now() };

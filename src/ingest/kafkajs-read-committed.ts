@@ -12,8 +12,8 @@
  * Kade's router writes the keyed topic from several transactional producers at once (one per raw
  * partition). When a router dies mid-transaction, the new owner aborts its open transactions, one
  * per partition it had in flight, and those end in whatever order. The keyed topic then holds
- * interleaved aborted transactions, and the detector counted their records: 787 extra keyed records
- * in one CI run of the router SIGKILL fault test, exactly the records of the aborted transactions.
+ * interleaved aborted transactions, and the detector counted their records (the likely cause of
+ * 787 extra keyed records in one CI run of the router SIGKILL fault test).
  *
  * The replacement does what the Java consumer does (Fetcher/CompletedFetch): the aborted list is
  * ordered by first offset, every transaction whose first offset is at or below a record's offset

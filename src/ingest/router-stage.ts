@@ -75,9 +75,9 @@ export class RouterStage {
       const started = process.hrtime.bigint();
       let messages = batch.messages;
       if (this.checked.get(batch.partition) !== this.generation) {
-        const from = await this.resumeFrom(batch);
-        if (from === 'seek') return;
-        if (from !== null) messages = messages.filter((m) => Number(m.offset) >= from);
+        const resumed = await this.resume(batch);
+        if (resumed === null) return;
+        messages = resumed;
         this.checked.set(batch.partition, this.generation);
       }
       const result = routeRecords(
@@ -123,23 +123,24 @@ export class RouterStage {
    * complete, then reads the group's committed offset, now stable. The consumer's position came
    * from an offset fetch that may predate a commit still in flight (a previous owner's, or this
    * process's own just before a rebalance); records below the committed offset are routed
-   * already. Returns the first offset to route (null: all of the batch), or 'seek' when the
-   * committed offset lies past the batch (the consumer was sent there; the batch is stale).
+   * already. Returns the batch's records to route, or null when the committed offset lies past the
+   * batch (the consumer was sent there; the batch is stale).
    */
-  private async resumeFrom(batch: Batch): Promise<number | 'seek' | null> {
+  private async resume(batch: Batch): Promise<Batch['messages'] | null> {
     const { topic, partition } = batch;
     await this.transactions!.renew(partition);
     const [offsets] = await this.admin!.fetchOffsets({ groupId: this.config.router.groupId, topics: [topic] });
     const committed = Number(offsets?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
-    if (committed < 0 || committed <= Number(batch.firstOffset())) return null;
+    if (committed < 0 || committed <= Number(batch.firstOffset())) return batch.messages;
     if (committed > Number(batch.lastOffset()) + 1) {
       this.log.warn({ partition, committed, batchFirst: batch.firstOffset() }, 'position behind the committed offset: seeking to it');
       this.consumer!.seek({ topic, partition, offset: String(committed) });
-      return 'seek';
+      return null;
     }
-    this.metrics.outcomes.inc({ stage: 'router', outcome: 'already_committed' }, batch.messages.filter((m) => Number(m.offset) < committed).length);
+    const kept = batch.messages.filter((m) => Number(m.offset) >= committed);
+    this.metrics.outcomes.inc({ stage: 'router', outcome: 'already_committed' }, batch.messages.length - kept.length);
     this.log.warn({ partition, committed, batchFirst: batch.firstOffset() }, 'records below the committed offset were routed already: skipping them');
-    return committed;
+    return kept;
   }
 
   /** Joined its consumer group (and not rebalancing). */
