@@ -158,13 +158,23 @@ export class DetectorStage {
     await consumer.connect();
     const upstream = new UpstreamBacklog(this.kafka, upstreamGroup(config), config.topics.raw, config.detector.upstreamMaxLag);
     this.upstream = upstream;
+    let tickQueued = false;
     this.timer = setInterval(() => {
-      if (!this.joined) return;
+      // One tick at a time in the queue: behind a batch that waits on Redis, ticks would pile up.
+      if (!this.joined || tickQueued) return;
+      tickQueued = true;
       this.serial.run(async () => {
+        tickQueued = false;
         this.updateWatermarkLag();
         const idle = [...this.detectors.values()].some((d) => d.idleCandidates().length > 0);
         if (!idle) return;
         const drained = await upstream.drained();
+        // Caught up means caught up with the topic's end now, not as of the last fetch (which a
+        // stall can make seconds old); read after the routers' progress, so it covers their output.
+        if (drained) {
+          const ends = await upstream.highWatermarks(config.topics.keyed);
+          for (const d of this.detectors.values()) d.noteHighWatermarks(ends);
+        }
         for (const d of this.detectors.values()) {
           const r = await d.onTick(drained);
           for (const seek of r.seeks) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });

@@ -318,6 +318,9 @@ export class Detector {
       ps.pendingSeek = Math.min(afterError, ps.pendingSeek ?? Infinity);
     }
     ps.flushedPosition = ps.flushedPosition ?? committed?.offset ?? null;
+    // The consumer starts from the committed offset: until its first batch, that is the position
+    // (unknown, the partition would count as caught up however far behind it is).
+    if (ps.lastOffset === null && ps.pendingSeek === null && committed !== null) ps.lastOffset = committed.offset - 1;
     this.partitions.set(p, ps);
     return ps;
   }
@@ -580,6 +583,20 @@ export class Detector {
     if (ps === undefined || ps.seeking) return;
     if (ps.lastOffset === null || lastOffset > ps.lastOffset) ps.lastOffset = lastOffset;
     if (highWatermark !== null) ps.highWatermark = highWatermark;
+  }
+
+  /**
+   * High watermarks read from the broker just now (the idle timer's, before it advances a
+   * partition). The ones batches carry are from their fetch: after a stall (a batch waiting on
+   * Redis holds up the consumer and the timer), a partition that had read to its end then would
+   * count as caught up with records written since still unread, and its watermark would jump to
+   * the wall clock ahead of them.
+   */
+  noteHighWatermarks(ends: Map<number, number>): void {
+    for (const [p, hw] of ends) {
+      const ps = this.partitions.get(p);
+      if (ps !== undefined && (ps.highWatermark === null || hw > ps.highWatermark)) ps.highWatermark = hw;
+    }
   }
 
   /** Partitions whose clock would advance on an idle tick now, if upstream is drained. */

@@ -17,15 +17,26 @@ export class UpstreamBacklog {
     private readonly maxLag: number,
   ) {}
 
-  async drained(): Promise<boolean> {
-    if (this.groupId === null) return true;
+  private async connected(): Promise<Admin> {
     if (this.admin === null) {
       this.admin = this.kafka.admin();
       await this.admin.connect();
     }
+    return this.admin;
+  }
+
+  /** The high watermark of each partition of a topic (the keyed topic), read now. */
+  async highWatermarks(topic: string): Promise<Map<number, number>> {
+    const ends = await (await this.connected()).fetchTopicOffsets(topic);
+    return new Map(ends.map((e) => [e.partition, Number(e.high)]));
+  }
+
+  async drained(): Promise<boolean> {
+    if (this.groupId === null) return true;
+    const admin = await this.connected();
     const [ends, committed] = await Promise.all([
-      this.admin.fetchTopicOffsets(this.topic),
-      this.admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] }),
+      admin.fetchTopicOffsets(this.topic),
+      admin.fetchOffsets({ groupId: this.groupId, topics: [this.topic] }),
     ]);
     const done = new Map(committed[0]?.partitions.map((p) => [p.partition, Number(p.offset)]) ?? []);
     let lag = 0;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Kafka } from 'kafkajs';
+import Redis from 'ioredis';
 import { dlqTopic } from '../../src/config/load';
 import { DetectorStage } from '../../src/detect/detector-stage';
 import { groupKafkaKey } from '../../src/detect/group-id';
@@ -10,6 +11,7 @@ import { createRedis } from '../../src/main';
 import { createLogger } from '../../src/ops/logger';
 import { Metrics } from '../../src/ops/metrics';
 import { loadRules } from '../../src/rules/load-rules';
+import { startRedisInstance } from '../helpers/redis-instance';
 import { deleteTopics, isolatedConfig, readTopic, testKafka, uniqueName, waitFor } from '../helpers/kafka';
 
 /** The group's committed offset and the end offset of one partition. */
@@ -79,6 +81,72 @@ describe('detector stage on a real broker and Redis', function () {
       await started.catch(() => undefined);
       redis.disconnect();
       await deleteTopics(kafka, config);
+    }
+  });
+
+  it('a stall longer than the idle timeout is not idleness: records written during it are not late', async () => {
+    // The fault test "Redis unreachable mid-stream" once lost 300-1,100 records per partition as
+    // late: a batch hung on Redis, the idle timer's ticks queued behind it, and when it returned
+    // they judged the partition caught up against the high watermark of the fetch before the
+    // stall, and moved its watermark to the wall clock. Here the records are an hour old, so a
+    // wall-clock watermark makes every record after the stall late.
+    const store = await startRedisInstance();
+    const config = isolatedConfig('detstall', {
+      'redis.url': store.url, 'detector.upstreamGroupId': 'none', 'detector.idleTimeoutMs': 2000, 'detector.tickMs': 50,
+    });
+    const kafka = testKafka();
+    await ensureTopics(kafka, config);
+    const plans = loadRules('');
+    const codec = new KeyedCodec();
+    const t0 = Date.now() - 3_600_000;
+    const keyed = (i: number, partition: number) => {
+      const record = emptyAuditRecord('default');
+      record.verb = 'get';
+      record.requestURI = `/api/v1/pods/p${i}`;
+      record.user.username = `user${partition}`;
+      const group = [record.user.username, '10.0.0.1'];
+      return { key: groupKafkaKey(group), value: codec.encode({ rule: plans[0].id, group, eventTime: t0 + i * 1000, record }), partition };
+    };
+    const metrics = new Metrics();
+    const log = createLogger('silent');
+    const redis = createRedis(config, log);
+    const admin = new Redis(store.url);
+    const stage = new DetectorStage(kafka, redis, config, plans, log, metrics);
+    const started = stage.start();
+    const producer = kafka.producer({ transactionalId: uniqueName('tx'), maxInFlightRequests: 1, idempotent: true });
+    await producer.connect();
+    const send = async (partition: number, from: number, to: number) => {
+      const tx = await producer.transaction();
+      await tx.send({ topic: config.topics.keyed, messages: Array.from({ length: to - from }, (_, k) => keyed(from + k, partition)) });
+      await tx.commit();
+    };
+    const outcome = async (name: string) => (await metrics.outcomes.get()).values
+      .filter((v) => v.labels.stage === 'detector' && v.labels.outcome === name).reduce((s, v) => s + v.value, 0);
+    try {
+      await waitFor('the detector to join', async () => stage.isReady(), 60_000, 100);
+      // Partition 0 is read to its end (10 records and the commit marker) ...
+      await send(0, 0, 10);
+      await waitFor('partition 0 committed to its end', async () =>
+        (await positions(kafka, config.detector.groupId, config.topics.keyed, 0)).committed === 11, 10_000, 20);
+      // ... then, well within the idle timeout, Redis stalls for 6 s (3 x the idle timeout) under
+      // partition 1's batch, and with it the consumer (no fetch while eachBatch runs) and the
+      // timer's ticks, queued behind it. Partition 0 gets more records meanwhile.
+      await admin.client('PAUSE', 6000, 'ALL');
+      await send(1, 0, 10);
+      await new Promise((r) => setTimeout(r, 1000));
+      await send(0, 10, 40);
+      await waitFor('every record to be processed', async () => (await outcome('applied')) + (await outcome('late')) >= 50, 60_000, 100);
+      assert.equal(await outcome('late'), 0, 'no record written during the stall is late');
+      const wm = stage.progress().get(plans[0].id)?.get(0)?.watermark ?? null;
+      assert.ok(wm !== null && wm < t0 + 60_000, `the watermark follows the records, not the wall clock (${wm === null ? 'none' : new Date(wm).toISOString()})`);
+    } finally {
+      await producer.disconnect();
+      await stage.close();
+      await started.catch(() => undefined);
+      redis.disconnect();
+      admin.disconnect();
+      await deleteTopics(kafka, config);
+      await store.stop();
     }
   });
 });
