@@ -78,9 +78,8 @@ function round(mode: 'scan' | 'avsc'): { decode: number; aggregate: number; args
     aggregate += us(t);
     t = process.cpuUsage();
     const keyOf = {
-      record: (d: { gid: string; pane: number }) => keys.paneRecord(b.partition, d.gid, d.pane),
+      hash: (pane: number) => keys.paneHash(b.partition, pane),
       hll: (d: { gid: string; pane: number }, f: number) => keys.paneHll(b.partition, d.gid, d.pane, f),
-      active: (pane: number) => keys.activeGroups(b.partition, pane),
     };
     for (let i = 0; i < agg.deltas.length; i += DELTAS_PER_CALL) buildUpdatePanesArgs(keyOf, agg.deltas.slice(i, i + DELTAS_PER_CALL), update, false);
     args += us(t);

@@ -36,7 +36,7 @@ import {
   GroupTimes, LoadResult, createTopic, deleteGroupsQuietly, deleteTopicsQuietly, endOffsets, loadRawTopic, rawKey, total, watchGroup,
 } from './lib/kafka-util';
 import { ProfileSummary, summarizeProfile } from './lib/profile';
-import { PaneCensus, ProxyCounts, RedisDelta, paneCensus, redisDelta, redisSnapshot, startCountingProxy } from './lib/redis-stats';
+import { PaneCensus, PaneSample, ProxyCounts, RedisDelta, paneSampler, redisDelta, redisSnapshot, startCountingProxy } from './lib/redis-stats';
 import { Machine, keptBlocks, machineInfo, mdTable, textTable } from './lib/report';
 import { fmt, freePort, log, median, percentile, sleep } from './lib/util';
 import { CLI, NOOP, Worker, benchConfig, cpuSecondsOf, kadeEnv, memoryOf, metric, scrapeMetrics, spawnClientWorker, spawnWorker } from './lib/workers';
@@ -204,7 +204,8 @@ interface StageRun {
   counters?: Record<string, number>;
   redis?: {
     delta: RedisDelta;
-    census: PaneCensus;
+    census: PaneCensus | null;
+    sample: Pick<PaneSample, 'peakPairs' | 'usedMemoryAtPeak' | 'samples'>;
     bytesPerGroupPane: number;
     commandsPerEvent: number;
     scriptCallsPerEvent: number;
@@ -424,7 +425,7 @@ async function runDetector(
   if (ctx.privateRedis) await ctx.redis.flushall();
   await sleep(200);
   const before = await redisSnapshot(ctx.redis);
-  const own = { hgetall: 0 };
+  const own: Record<string, number> & { hgetall: number } = { hgetall: 0 };
   const w = spawnWorker({
     name: `detector-${label}-r${run}${instrument ? '-profile' : ''}`,
     script: otherCli ?? CLI,
@@ -437,16 +438,20 @@ async function runDetector(
     logDir: ctx.logDir,
     httpPort: port,
   });
+  const sampler = paneSampler(ctx.redis, prefix, ctx.ruleKey, before.usedMemory);
   let m;
   try {
     m = await measure(ctx, w, groupId, keyedTopic, ends, windowsClosedCheck(ctx, prefix, ends, own));
   } catch (err) {
+    await sampler.stop();
     await proxy?.close();
     throw err;
   }
+  const sample = await sampler.stop();
+  for (const [cmd, n] of Object.entries(sample.own)) own[cmd] = (own[cmd] ?? 0) + n;
   const after = await redisSnapshot(ctx.redis);
   const proxyCounts = proxy ? { ...proxy.counts } : null;
-  const census = await paneCensus(ctx.redis, prefix, ctx.ruleKey);
+  const census = sample.census;
   const code = await w.stop();
   if (code !== 0) log(`  warning: detector exited ${code}; log ${w.logFile}`);
   await proxy?.close();
@@ -456,7 +461,9 @@ async function runDetector(
   r.redis = {
     delta,
     census,
-    bytesPerGroupPane: delta.usedMemory / census.groupPanes,
+    sample: { peakPairs: sample.peakPairs, usedMemoryAtPeak: sample.usedMemoryAtPeak, samples: sample.samples },
+    // Pairs and used_memory at the sample with the most pairs (retired panes are deleted).
+    bytesPerGroupPane: sample.usedMemoryAtPeak / sample.peakPairs,
     commandsPerEvent: delta.totalCommands / records,
     scriptCallsPerEvent: delta.scriptCalls / records,
     readsPerEvent: delta.totalReads / records,
@@ -472,7 +479,7 @@ async function runDetector(
   };
   if (instrument) r.profile = path.join(ctx.profileDir, instrument.profileName);
   log(`  detector ${label} run ${run}: ${fmt(r.rate)} rec/s (${r.seconds.toFixed(1)} s; lag 0 after ${r.secondsToLagZero.toFixed(1)} s), `
-    + `${fmt(r.redis.commandsPerEvent, 3)} cmds/rec, ${fmt(r.redis.bytesPerGroupPane)} B/group-pane over ${census.groupPanes} group-panes, `
+    + `${fmt(r.redis.commandsPerEvent, 3)} cmds/rec, ${fmt(r.redis.bytesPerGroupPane)} B/group-pane at a peak of ${sample.peakPairs} group-panes, `
     + `late ${r.counters.late}, alerts ${r.counters.alertsPublished}${r.proxy ? `, ${fmt(r.proxy.roundTripsPerEvent, 4)} round trips/rec` : ''}`);
   if (ctx.privateRedis) await ctx.redis.flushall();
   return r;
@@ -1008,8 +1015,8 @@ async function main(): Promise<void> {
     roundTripsPerEvent: profDetector?.proxy?.roundTripsPerEvent ?? Number.NaN,
     commandsSentPerEvent: profDetector?.proxy?.commandsSentPerEvent ?? Number.NaN,
     bytesPerGroupPane: med(runs.detector, (r) => r.redis?.bytesPerGroupPane ?? Number.NaN),
-    sampledBytesPerGroupPane: med(runs.detector, (r) => r.redis?.census.sampledBytesPerGroupPane ?? Number.NaN),
-    groupPanes: med(runs.detector, (r) => r.redis?.census.groupPanes ?? Number.NaN),
+    sampledBytesPerGroupPane: med(runs.detector, (r) => r.redis?.census?.sampledBytesPerGroupPane ?? Number.NaN),
+    groupPanes: med(runs.detector, (r) => r.redis?.sample.peakPairs ?? Number.NaN),
     redisCpuUsPerEvent: med(runs.detector, (r) => r.redis?.redisCpuUsPerEvent ?? Number.NaN),
     routerPeakRss: Math.max(...runs.router.map((r) => r.peakRssBytes)),
     detectorPeakRss: Math.max(...runs.detector.map((r) => r.peakRssBytes)),
@@ -1096,12 +1103,12 @@ async function main(): Promise<void> {
     ['Redis commands executed / keyed record (incl. inside Lua)', fmt(s.commandsPerEvent, 3)],
     ['Lua script calls (EVALSHA+EVAL) / keyed record', fmt(s.scriptCallsPerEvent, 4)],
     ['Redis CPU us / keyed record', fmt(s.redisCpuUsPerEvent, 1)],
-    ['Redis memory / (group, pane), INFO delta', `${fmt(s.bytesPerGroupPane)} B`],
-    ['Redis memory / (group, pane), MEMORY USAGE sample', `${fmt(s.sampledBytesPerGroupPane)} B`],
-    ['(group, pane) pairs created', fmt(s.groupPanes)],
-    ['  sampled pane record (MEMORY USAGE) / its entries', `${fmt(paneInfo?.sampledHashBytes)} B / ${fmt(paneInfo?.sampledSetBytes)} B`],
+    ['Redis memory / (group, pane), INFO delta at the peak of pairs', `${fmt(s.bytesPerGroupPane)} B`],
+    ['Redis memory / (group, pane), MEMORY USAGE of the pane hashes (census near the peak)', `${fmt(s.sampledBytesPerGroupPane)} B`],
+    ['(group, pane) pairs in Redis at the peak', fmt(s.groupPanes)],
+    ['  entry bytes per sampled pane record', `${fmt(paneInfo?.sampledSetBytes)} B`],
     ['  value entries per pane record, mean encoded entry length', `${fmt(paneInfo?.membersPerSet, 1)}, ${fmt(paneInfo?.memberBytes, 1)} B`],
-    ['  pane record encodings (sample)', JSON.stringify(paneInfo?.hashEncodings ?? {})],
+    ['  pane hash encodings (census)', JSON.stringify(paneInfo?.hashEncodings ?? {})],
     ['  pruned pane records (sample)', `${fmt((paneInfo?.prunedShare ?? Number.NaN) * 100, 1)}%`],
     ['Redis memory / (group, pane), 10x actors', `${fmt(s.bytesPerGroupPane10)} B`],
   ];
@@ -1312,10 +1319,13 @@ function markdown(m: MdInput): string {
   L.push('  from INFO: in the profiled detector run Redis traffic goes through a TCP proxy that counts request turns per');
   L.push('  connection (a client write after the server answered = one round trip = one pipeline) and top-level RESP');
   L.push('  commands; `total_reads_processed` is reported as an upper bound (a large pipeline takes several reads).');
-  L.push('- **Memory per (group, pane)**: `used_memory` after the run (all windows closed, keys still within their TTL) minus');
-  L.push('  before, over the number of pane records `<prefix>:{epe2:<gid>}:<pane base 36>` counted with SCAN: everything the');
-  L.push('  detector keeps (pane records, HLLs, partition keys, suppression) averaged over the mix. The MEMORY USAGE sample');
-  L.push('  (pane record + HLLs of up to 400 pairs) is the per-key view without allocator and dict overhead.');
+  L.push('- **Memory per (group, pane)**: while the detector runs, every 250 ms the bench counts the (group, pane) pairs in');
+  L.push('  Redis (SCAN of the pane hashes `<prefix>:{epe2:v4:p<partition>}:q:<pane base 36>`, HLEN of each) and reads');
+  L.push('  `used_memory`; the figure is `used_memory` minus before at the sample with the most pairs, over those pairs:');
+  L.push('  everything the detector keeps (pane records, HLLs, partition keys, suppression) per live pair. (State layout 4');
+  L.push('  deletes a pane\'s hash once no window reads it, so the end of a run holds few pairs.) The MEMORY USAGE figure');
+  L.push('  (every pane hash and pane HLL, taken when the pairs first exceed 1.2x the previous census) is the per-key view');
+  L.push('  without the partition keys and allocator overhead. The sampler\'s own commands are subtracted from the command counts.');
   L.push('- **Alert latency**: fresh topics; router and detector run live (lateness 30 s, idle timeout 2 s) while the bench');
   L.push(`  produces the generator\'s stream (${m.opts.liveAttacks} planned attacks) with \`startMs\` = the whole second 2 to 12 s from now where the most attacks fit (the count depends on the start's place in its pane) and \`eventsPerSecond\` = rate, releasing each event when the`);
   L.push('  wall clock reaches its event time, so event time = wall clock at production (up to the generator\'s 2 s jitter).');

@@ -86,122 +86,192 @@ export function redisDelta(a: RedisSnapshot, b: RedisSnapshot, own: Record<strin
 }
 
 export interface PaneCensus {
-  /** (group, pane) pairs: pane records `${prefix}:{<rule>:<gid>}:<pane base 36>`. */
+  /** (group, pane) pairs: fields of the pane hashes `${prefix}:{<rule>:v<layout>:p<partition>}:q:<pane base 36>`. */
   groupPanes: number;
-  paneSets: number;
+  /** Pane hashes (one per partition and live pane). */
+  paneHashes: number;
   paneHlls: number;
-  suppression: number;
   otherKeys: number;
-  /** Mean MEMORY USAGE of a pane hash + its set + its HLLs, over a sample. */
+  /** MEMORY USAGE of every pane hash and pane HyperLogLog over the pairs. */
   sampledBytesPerGroupPane: number;
+  /** Pane records read for the entry statistics. */
   sampled: number;
-  /** Share of sampled pane hashes that are pruned (x = 1). */
+  /** Share of sampled pane records that are pruned (x = 1). */
   prunedShare: number;
-  /** Mean MEMORY USAGE of a pane record, and mean bytes of its entries (records with entries). */
-  sampledHashBytes: number;
+  /** Mean bytes of a sampled record's entries (records with entries). */
   sampledSetBytes: number;
   /** Mean value entries per pane record and mean encoded entry length (bytes). */
   membersPerSet: number;
   memberBytes: number;
-  /** OBJECT ENCODING of the sampled pane records (hashEncodings; setEncodings is empty since v2). */
-  setEncodings: Record<string, number>;
+  /** OBJECT ENCODING of the pane hashes. */
   hashEncodings: Record<string, number>;
   /** Sampled entries per field index: mean entries and mean encoded bytes per record. */
   fieldShare: Record<string, { members: number; bytes: number }>;
-  /** Commands the census sent (to subtract from later deltas if needed). */
-  commands: number;
+  /** Commands the census sent, by name (to subtract from Redis deltas). */
+  own: Record<string, number>;
 }
 
-/** Counts the pane records (and other key kinds) of one prefix with SCAN; samples MEMORY USAGE. */
+/** Counts the pane hashes, their records (and other key kinds) of one prefix with SCAN; MEMORY USAGE of each. */
 export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, sampleSize = 400): Promise<PaneCensus> {
-  // Pane records: `${prefix}:{<rule>:v<layout>:p<partition>}:<gid>:<pane start in base 36>`, their
-  // HyperLogLogs with `:h<field>` after it; the partition's own keys have no group id
-  // (src/state/keys.ts; a group id is 16 base64url characters).
-  const paneRecord = /\}:[A-Za-z0-9_-]{16}:[0-9a-z]+$/;
+  // Pane hashes: `${prefix}:{<rule>:v<layout>:p<partition>}:q:<pane start in base 36>`; the
+  // HyperLogLogs of a group's pane `...}:<gid>:<pane>:h<field>` (a group id is 16 base64url
+  // characters); the partition's own keys otherwise (src/state/keys.ts).
+  const paneHash = /\}:q:[0-9a-z]+$/;
   const paneHll = /\}:[A-Za-z0-9_-]{16}:[0-9a-z]+:h\d+$/;
-  const sup = /\}:sup$/;
-  const records: string[] = [];
-  let paneHlls = 0;
-  let suppression = 0;
+  const hashes: string[] = [];
+  const hlls: string[] = [];
   let otherKeys = 0;
-  let commands = 0;
+  const own: Record<string, number> = { scan: 0, memory: 0, object: 0, hvals: 0 };
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:{${ruleKey}:*`, 'COUNT', 5000);
-    commands++;
+    own.scan++;
     cursor = next;
     for (const k of keys) {
-      if (paneRecord.test(k)) records.push(k);
-      else if (paneHll.test(k)) paneHlls++;
-      else if (sup.test(k)) suppression++;
+      if (paneHash.test(k)) hashes.push(k);
+      else if (paneHll.test(k)) hlls.push(k);
       else otherKeys++;
     }
   } while (cursor !== '0');
-  // Deterministic sample spread over the key list.
-  const step = Math.max(1, Math.floor(records.length / sampleSize));
+  const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
   let bytes = 0;
-  let recordBytes = 0;
+  let pairs = 0;
+  const encodings: Record<string, number> = {};
+  const recordsByHash: Buffer[][] = [];
+  for (const k of hashes) {
+    const pipe = redis.pipeline();
+    pipe.call('MEMORY', 'USAGE', k, 'SAMPLES', '0');
+    pipe.call('OBJECT', 'ENCODING', k);
+    pipe.hvalsBuffer(k);
+    const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    own.memory++;
+    own.object++;
+    own.hvals++;
+    bytes += num(r[0]);
+    if (typeof r[1] === 'string') encodings[r[1]] = (encodings[r[1]] ?? 0) + 1;
+    const recs = Array.isArray(r[2]) ? (r[2] as Buffer[]) : [];
+    pairs += recs.length;
+    recordsByHash.push(recs);
+  }
+  for (const k of hlls) {
+    bytes += num(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0'));
+    own.memory++;
+  }
+  // Entry statistics over a deterministic sample spread over all records.
+  const all = recordsByHash.flat();
+  const step = Math.max(1, Math.floor(all.length / sampleSize));
   let entryBytesTotal = 0;
   let withEntries = 0;
   let members = 0;
   let memberBytes = 0;
   let sampled = 0;
   let pruned = 0;
-  const encodings: Record<string, number> = {};
   const fields: Record<string, { members: number; bytes: number }> = {};
-  for (let i = 0; i < records.length && sampled < sampleSize; i += step) {
-    const k = records[i];
-    const pipe = redis.pipeline();
-    pipe.call('MEMORY', 'USAGE', k, 'SAMPLES', '0');
-    pipe.getBuffer(k);
-    pipe.call('OBJECT', 'ENCODING', k);
-    for (let f = 0; f < 8; f++) pipe.call('MEMORY', 'USAGE', `${k}:h${f}`, 'SAMPLES', '0');
-    const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
-    commands += 11;
-    const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
-    recordBytes += num(r[0]);
-    for (let j = 0; j < r.length; j++) if (j !== 1 && j !== 2) bytes += num(r[j]);
-    if (typeof r[2] === 'string') encodings[r[2]] = (encodings[r[2]] ?? 0) + 1;
-    const rec = r[1];
-    if (Buffer.isBuffer(rec)) {
-      const nl = rec.indexOf(10);
-      if (/ x/.test(rec.toString('latin1', 0, nl))) pruned++;
-      if (rec.length > nl + 1) {
-        withEntries++;
-        entryBytesTotal += rec.length - nl - 1;
-        decodeEntries(rec, nl + 1, (code, value) => {
-          const b = Buffer.byteLength(value) + (Buffer.byteLength(value) < 128 ? 2 : 3);
-          const e = (fields[code === GROUP_KEY_CODE ? 'group key' : String(code)] ??= { members: 0, bytes: 0 });
-          e.members++;
-          e.bytes += b;
-          if (code !== GROUP_KEY_CODE) {
-            members++;
-            memberBytes += b;
-          }
-        });
-      }
+  for (let i = 0; i < all.length && sampled < sampleSize; i += step) {
+    const rec = all[i];
+    const nl = rec.indexOf(10);
+    if (/ x/.test(rec.toString('latin1', 0, nl))) pruned++;
+    if (rec.length > nl + 1) {
+      withEntries++;
+      entryBytesTotal += rec.length - nl - 1;
+      decodeEntries(rec, nl + 1, (code, value) => {
+        const b = Buffer.byteLength(value) + (Buffer.byteLength(value) < 128 ? 2 : 3);
+        const e = (fields[code === GROUP_KEY_CODE ? 'group key' : String(code)] ??= { members: 0, bytes: 0 });
+        e.members++;
+        e.bytes += b;
+        if (code !== GROUP_KEY_CODE) {
+          members++;
+          memberBytes += b;
+        }
+      });
     }
     sampled++;
   }
   const fieldShare: Record<string, { members: number; bytes: number }> = {};
   for (const [k, v] of Object.entries(fields)) fieldShare[k] = { members: v.members / Math.max(1, withEntries), bytes: v.bytes / Math.max(1, withEntries) };
   return {
-    groupPanes: records.length,
-    paneSets: 0,
-    paneHlls,
-    suppression,
+    groupPanes: pairs,
+    paneHashes: hashes.length,
+    paneHlls: hlls.length,
     otherKeys,
-    sampledBytesPerGroupPane: sampled > 0 ? bytes / sampled : Number.NaN,
+    sampledBytesPerGroupPane: pairs > 0 ? bytes / pairs : Number.NaN,
     sampled,
     prunedShare: sampled > 0 ? pruned / sampled : Number.NaN,
-    sampledHashBytes: sampled > 0 ? recordBytes / sampled : Number.NaN,
     sampledSetBytes: withEntries > 0 ? entryBytesTotal / withEntries : Number.NaN,
     membersPerSet: withEntries > 0 ? members / withEntries : Number.NaN,
     memberBytes: members > 0 ? memberBytes / members : Number.NaN,
-    setEncodings: {},
     hashEncodings: encodings,
     fieldShare,
-    commands,
+    own,
+  };
+}
+
+export interface PaneSample {
+  /** Most (group, pane) pairs in Redis at one sample (pane hash fields). */
+  peakPairs: number;
+  /** used_memory at that sample minus the baseline. */
+  usedMemoryAtPeak: number;
+  /** The full census taken at the sample with the most pairs (see paneSampler). */
+  census: PaneCensus | null;
+  samples: number;
+  /** Commands the sampler sent, by name (to subtract from the run's Redis deltas). */
+  own: Record<string, number>;
+}
+
+/**
+ * Samples the pairs in Redis (SCAN of the prefix's pane hashes + HLEN) and used_memory every
+ * `everyMs` while a detector runs: layout 4 deletes a pane's hash once no window reads it, so
+ * the pairs live at the end of a run are not the ones a backlog had at its peak. A full census
+ * (MEMORY USAGE, HVALS) is taken when the pairs exceed 1.2 x the last census's, so the census
+ * describes a moment near the peak without reading everything every time.
+ */
+export function paneSampler(redis: Redis, prefix: string, ruleKey: string, baselineUsedMemory: number, everyMs = 250): { stop(): Promise<PaneSample> } {
+  const own: Record<string, number> = {};
+  const count = (cmd: string, n = 1): void => { own[cmd] = (own[cmd] ?? 0) + n; };
+  const out: PaneSample = { peakPairs: 0, usedMemoryAtPeak: Number.NaN, census: null, samples: 0, own };
+  let censusPairs = 0;
+  let stopped = false;
+  const sample = async (): Promise<void> => {
+    const hashes: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:{${ruleKey}:*:q:*`, 'COUNT', 5000);
+      count('scan');
+      cursor = next;
+      hashes.push(...keys);
+    } while (cursor !== '0');
+    const pipe = redis.pipeline();
+    pipe.call('INFO', 'memory');
+    for (const k of hashes) pipe.hlen(k);
+    const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    count('info');
+    count('hlen', hashes.length);
+    const used = Number(infoFields(String(r[0])).get('used_memory'));
+    const pairs = r.slice(1).reduce((sum: number, v) => sum + (typeof v === 'number' ? v : 0), 0);
+    out.samples++;
+    if (pairs > out.peakPairs) {
+      out.peakPairs = pairs;
+      out.usedMemoryAtPeak = used - baselineUsedMemory;
+    }
+    if (pairs > 1.2 * censusPairs) {
+      const c = await paneCensus(redis, prefix, ruleKey);
+      for (const [cmd, n] of Object.entries(c.own)) count(cmd, n);
+      censusPairs = pairs;
+      out.census = c;
+    }
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await sample().catch(() => undefined);
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return out;
+    },
   };
 }
 

@@ -31,8 +31,8 @@ const skip = (text: string): Check => ({ status: 'SKIP', text });
 const SECTION_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 3_000;
 const REQUEST_TIMEOUT_MS = 5_000;
-/** kade uses SET ... NX GET (Redis 7.0) and ZADD ... GT (6.2). */
-const MIN_REDIS: [number, number] = [7, 0];
+/** kade uses ZADD ... GT (Redis 6.2); it is tested on 7.0. (State layout 3 used SET ... NX GET, 7.0.) */
+const MIN_REDIS: [number, number] = [6, 2];
 
 export async function runDoctor(config: KadeConfig, out: (line: string) => void): Promise<number> {
   const print = (c: Check): void => out(`${c.status.padEnd(8)} ${c.text}`);
@@ -260,8 +260,8 @@ async function checkRedis(config: KadeConfig): Promise<Check[]> {
     const server = parseInfo(await redis.info('server'));
     const version = server.get('redis_version') ?? 'unknown';
     checks.push(versionAtLeast(version, MIN_REDIS)
-      ? ok(`Redis: version ${version} (kade needs ${MIN_REDIS.join('.')} or newer for SET NX GET).`)
-      : problem(`Redis: version ${version} is too old; kade needs ${MIN_REDIS.join('.')} or newer (it uses SET ... NX GET and ZADD ... GT).`, `upgrade Redis to ${MIN_REDIS.join('.')} or newer.`));
+      ? ok(`Redis: version ${version} (kade needs ${MIN_REDIS.join('.')} or newer for ZADD GT).`)
+      : problem(`Redis: version ${version} is too old; kade needs ${MIN_REDIS.join('.')} or newer (it uses ZADD ... GT).`, `upgrade Redis to ${MIN_REDIS.join('.')} or newer.`));
 
     // INFO memory works where CONFIG GET is disabled (most managed Redis services).
     const memory = parseInfo(await redis.info('memory'));

@@ -2,11 +2,11 @@
  * Version of the key layout, part of every hash tag: a detector of another layout finds no
  * checkpoint and rebuilds its partitions from the keyed topic instead of misreading them.
  */
-export const STATE_LAYOUT = 3;
+export const STATE_LAYOUT = 4;
 
 /**
- * Every Redis key kade writes, built in one place. Every key of one keyed partition, its groups'
- * pane records included, shares the hash tag {<rule>:v<layout>:p<partition>}: one Lua call
+ * Every Redis key kade writes, built in one place. Every key of one keyed partition, its pane
+ * hashes included, shares the hash tag {<rule>:v<layout>:p<partition>}: one Lua call
  * updates or evaluates many groups of a partition in one slot, so it works unchanged on Redis
  * Cluster, and the partitions spread over the cluster's slots.
  */
@@ -22,16 +22,18 @@ export class KeyBuilder {
   }
 
   /**
-   * STRING: the pane record of one group (count, last applied offset, group key, values; format
-   * in updatePanes-N.lua). The pane start is written in base 36 to keep every key short.
+   * HASH: one pane of this partition, a field per group with data in it (field = group id,
+   * value = the group's pane record: count, last applied offset, group key, values; format in
+   * updatePanes-N.lua). The pane start is written in base 36 to keep every key short. One key per
+   * pane, not per (group, pane): ~100 B less per pair, and HKEYS lists the pane's groups.
    */
-  paneRecord(partition: number, gid: string, pane: number): string {
-    return `${this.part(partition)}:${gid}:${pane.toString(36)}`;
+  paneHash(partition: number, pane: number): string {
+    return `${this.part(partition)}:q:${pane.toString(36)}`;
   }
 
-  /** HyperLogLog of one field of one pane, once it passed the exact threshold. */
+  /** HyperLogLog of one field of one group's pane, once it passed the exact threshold. */
   paneHll(partition: number, gid: string, pane: number, field: number): string {
-    return `${this.paneRecord(partition, gid, pane)}:h${field}`;
+    return `${this.part(partition)}:${gid}:${pane.toString(36)}:h${field}`;
   }
 
   /** Scratch key for merging exact sets with HyperLogLogs during one evaluation call. */
@@ -42,11 +44,6 @@ export class KeyBuilder {
   /** ZSET of panes with data on this partition (score = member = pane start). */
   activePanes(partition: number): string {
     return `${this.part(partition)}:panes`;
-  }
-
-  /** STRING: the ids of the groups active in one pane of this partition, each followed by ','. */
-  activeGroups(partition: number, pane: number): string {
-    return `${this.part(partition)}:a:${pane}`;
   }
 
   /** ZSET group id -> end of the last window in which the group matched (alerted or suppressed). */

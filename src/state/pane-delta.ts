@@ -24,7 +24,7 @@ export interface UpdatePaneParams {
 }
 
 /**
- * A pane record (one Redis STRING per (group, pane), see updatePanes-N.lua) is a header line
+ * A pane record (one field per group of its pane's Redis HASH, see updatePanes-N.lua) is a header line
  * `<count> <last offset>[ x][ h<i>,<j>...]\n` followed by entries: one byte field code, the value's
  * UTF-8 length (one byte below 128, else two bytes: 128 + high, low), the value. Field code 255
  * holds the group key. Entries are canonical, so equal bytes mean equal (field, value).
@@ -96,30 +96,30 @@ export function decodeEntries(buf: Buffer, start: number, fn: (code: number, val
  * sends neither offsets nor HyperLogLog keys; a delta answered -1 or -2 is sent again with both.
  */
 export function buildUpdatePanesArgs(
-  keys: { record: (delta: PaneDelta) => string; hll: (delta: PaneDelta, field: number) => string; active: (pane: number) => string },
+  keys: { hash: (pane: number) => string; hll: (delta: PaneDelta, field: number) => string },
   deltas: PaneDelta[],
   params: UpdatePaneParams,
   retry: boolean,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
-  // The active-group lists of the call's panes come first in KEYS.
-  const activeIndex = new Map<number, number>();
+  // The pane hashes of the call come first in KEYS, then the HyperLogLog keys of a retry.
+  const hashIndex = new Map<number, number>();
   const keyList: string[] = [];
   for (const d of deltas) {
-    if (!activeIndex.has(d.pane)) {
-      keyList.push(keys.active(d.pane));
-      activeIndex.set(d.pane, keyList.length);
+    if (!hashIndex.has(d.pane)) {
+      keyList.push(keys.hash(d.pane));
+      hashIndex.set(d.pane, keyList.length);
     }
   }
   const args: Array<string | number | Buffer> = [
-    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length, activeIndex.size,
+    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length, hashIndex.size,
   ];
   for (const delta of deltas) {
-    keyList.push(keys.record(delta));
     if (retry) for (const f of params.switchable) keyList.push(keys.hll(delta, f));
     // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
     const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
     const entries = prunes ? EMPTY : encodeEntries(delta.members, delta.groupKeyJson);
-    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0, activeIndex.get(delta.pane) as number);
+    args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0,
+      hashIndex.get(delta.pane) as number, delta.gid);
   }
   return { keys: keyList, args };
 }
@@ -135,27 +135,41 @@ export function parseUpdateReply(reply: unknown, deltas: number): Array<[number,
 }
 
 /**
- * Builds KEYS and ARGV of evalWindows-N.lua for windows of one partition (pure). withHll: send
- * the HyperLogLog keys (mode 'c'), for windows first answered { -2 } (a pane switched).
+ * Builds KEYS and ARGV of evalWindows-N.lua for windows of one partition (pure): each window is
+ * a group and its panes. withHll: send the HyperLogLog keys (mode 'c'), for windows first
+ * answered { -2 } (a pane switched).
  */
 export function buildEvalWindowsArgs(
-  keys: { record: (window: number, pane: number) => string; hll: (window: number, pane: number, field: number) => string; scratch: string },
-  windows: number[][],
+  keys: { hash: (pane: number) => string; hll: (window: number, pane: number, field: number) => string; scratch: string },
+  windows: Array<{ gid: string; panes: number[] }>,
   switchable: number[],
   distinct: number[],
   mode: 'c' | 'v',
   withHll = false,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
   const keyList: string[] = [];
-  const p = windows.length > 0 ? windows[0].length : 0;
-  windows.forEach((panes, w) => {
+  const hashIndex = new Map<number, number>();
+  const p = windows.length > 0 ? windows[0].panes.length : 0;
+  const perWindow: Array<string | number> = [];
+  for (const { gid, panes } of windows) {
     if (panes.length !== p) throw new Error('evalWindows: every window must have as many panes');
-    for (const q of panes) keyList.push(keys.record(w, q));
-    if (mode === 'c' && withHll) for (const f of switchable) for (const q of panes) keyList.push(keys.hll(w, q, f));
-  });
+    perWindow.push(gid);
+    for (const q of panes) {
+      let i = hashIndex.get(q);
+      if (i === undefined) {
+        keyList.push(keys.hash(q));
+        hashIndex.set(q, (i = keyList.length));
+      }
+      perWindow.push(i);
+    }
+  }
+  const n = keyList.length;
+  if (mode === 'c' && withHll) {
+    windows.forEach(({ panes }, w) => { for (const f of switchable) for (const q of panes) keyList.push(keys.hll(w, q, f)); });
+  }
   if (mode === 'c') keyList.push(keys.scratch);
   const flags = mode === 'c' ? (withHll ? '1' : '0').repeat(windows.length) : '';
-  return { keys: keyList, args: [p, mode, Buffer.from(switchable), Buffer.from(distinct), windows.length, flags] };
+  return { keys: keyList, args: [p, mode, Buffer.from(switchable), Buffer.from(distinct), windows.length, flags, n, ...perWindow] };
 }
 
 /** Splits evalWindows' reply into one reply per window. */

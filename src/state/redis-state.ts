@@ -57,7 +57,7 @@ export class RedisState implements DetectorState {
       for (const [pane, offset] of newPanes) pipe.hsetnx(pfo, String(pane), String(offset));
       pipe.expire(pfo, this.ttlSeconds);
     }
-    // The groups of each pane are listed by updatePanes itself, when it writes a new pane record.
+    // The groups of each pane are the fields of its hash: no list to keep.
     for (const pane of activeByPane.keys()) pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
     if (activeByPane.size > 0) pipe.expire(this.keys.activePanes(partition), this.ttlSeconds);
     if (streamTime !== null) {
@@ -100,14 +100,13 @@ export class RedisState implements DetectorState {
   private queueUpdates(pipe: ChainableCommander, partition: number, deltas: PaneDelta[], retry: boolean): PaneDelta[][] {
     const calls: PaneDelta[][] = [];
     const keyOf = {
-      record: (d: PaneDelta) => this.keys.paneRecord(partition, d.gid, d.pane),
+      hash: (pane: number) => this.keys.paneHash(partition, pane),
       hll: (d: PaneDelta, f: number) => this.keys.paneHll(partition, d.gid, d.pane, f),
-      active: (pane: number) => this.keys.activeGroups(partition, pane),
     };
     for (let i = 0; i < deltas.length; i += DELTAS_PER_CALL) {
       const chunk = deltas.slice(i, i + DELTAS_PER_CALL);
       const { keys, args } = buildUpdatePanesArgs(keyOf, chunk, this.update, retry);
-      pipe.kadeUpdatePanesV3(keys.length, ...keys, ...args);
+      pipe.kadeUpdatePanesV4(keys.length, ...keys, ...args);
       calls.push(chunk);
     }
     return calls;
@@ -156,9 +155,9 @@ export class RedisState implements DetectorState {
   /** Groups active in each of the given panes of a partition. */
   async activeGroups(partition: number, panes: number[]): Promise<Map<number, string[]>> {
     const pipe = this.redis.pipeline();
-    for (const p of panes) pipe.get(this.keys.activeGroups(partition, p));
-    const replies = await this.exec(pipe, 'active_groups') as Array<string | null>;
-    return new Map(panes.map((p, i) => [p, activeList(replies[i])]));
+    for (const p of panes) pipe.hkeys(this.keys.paneHash(partition, p));
+    const replies = await this.exec(pipe, 'active_groups') as string[][];
+    return new Map(panes.map((p, i) => [p, replies[i]]));
   }
 
   async evalCounts(partition: number, windows: WindowRef[]): Promise<WindowAggregates[]> {
@@ -192,13 +191,13 @@ export class RedisState implements DetectorState {
     for (let i = 0; i < windows.length; i += WINDOWS_PER_CALL) {
       const chunk = windows.slice(i, i + WINDOWS_PER_CALL);
       const { keys, args } = buildEvalWindowsArgs({
-        record: (w, q) => this.keys.paneRecord(partition, chunk[w].gid, q),
+        hash: (q) => this.keys.paneHash(partition, q),
         hll: (w, q, f) => this.keys.paneHll(partition, chunk[w].gid, q, f),
         scratch: this.keys.scratch(partition),
-      }, chunk.map((w) => panesOfWindow(w.end, this.plan.plan.window)), this.switchable, this.distinct, mode, withHll);
+      }, chunk.map((w) => ({ gid: w.gid, panes: panesOfWindow(w.end, this.plan.plan.window) })), this.switchable, this.distinct, mode, withHll);
       // Pane records are binary: values mode reads them as Buffers.
-      if (mode === 'v') pipe.kadeEvalWindowsV3Buffer(keys.length, ...keys, ...args);
-      else pipe.kadeEvalWindowsV3(keys.length, ...keys, ...args);
+      if (mode === 'v') pipe.kadeEvalWindowsV4Buffer(keys.length, ...keys, ...args);
+      else pipe.kadeEvalWindowsV4(keys.length, ...keys, ...args);
       sizes.push(chunk.length);
     }
     const replies = await this.exec(pipe, mode === 'v' ? 'eval_values' : withHll ? 'eval_counts_hll' : 'eval_counts');
@@ -230,7 +229,10 @@ export class RedisState implements DetectorState {
       const names = input.retiredPanes.map(String);
       pipe.zrem(this.keys.activePanes(partition), ...names);
       pipe.hdel(this.keys.paneFirstOffsets(partition), ...names);
-      for (const p of input.retiredPanes) pipe.del(this.keys.activeGroups(partition, p));
+      // No window reads these panes any more: their records go now, not at their TTL (after the
+      // checkpoint above, so a failed pipeline never leaves a window open without its panes).
+      // UNLINK frees a large hash off Redis' main thread.
+      pipe.unlink(...input.retiredPanes.map((p) => this.keys.paneHash(partition, p)));
     }
     await this.exec(pipe, 'commit');
   }
@@ -267,14 +269,6 @@ function connectionCounter(redis: Redis): { closes: number } {
     counters.set(redis, (c = counter));
   }
   return c;
-}
-
-/** The group ids of an active-group list ('<gid>,<gid>,...'), each once. */
-function activeList(list: string | null): string[] {
-  if (list === null || list === '') return [];
-  const ids = list.split(',');
-  ids.pop();
-  return [...new Set(ids)];
 }
 
 function scoreMap(withScores: string[]): Map<string, number> {

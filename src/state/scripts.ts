@@ -8,15 +8,15 @@ import { packageRoot } from '../util/package-root';
  * script's contract changes so a mixed-version fleet never runs a script it does not expect).
  */
 export const SCRIPTS = {
-  kadeUpdatePanesV3: 'updatePanes-N.lua',
-  kadeEvalWindowsV3: 'evalWindows-N.lua',
+  kadeUpdatePanesV4: 'updatePanes-N.lua',
+  kadeEvalWindowsV4: 'evalWindows-N.lua',
 } as const;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    kadeUpdatePanesV3(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<number[], Context>;
-    kadeEvalWindowsV3(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
-    kadeEvalWindowsV3Buffer(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
+    kadeUpdatePanesV4(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<number[], Context>;
+    kadeEvalWindowsV4(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
+    kadeEvalWindowsV4Buffer(numKeys: number, ...keysAndArgs: Array<string | number | Buffer>): Result<unknown[], Context>;
   }
 }
 

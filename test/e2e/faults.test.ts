@@ -157,7 +157,7 @@ async function paneDiagnostics(redisUrl: string, config: KadeConfig, alerts: Ale
       const gid = groupId(kafkaKey);
       const panes: string[] = [];
       for (let q = o.windowEnd - W; q < o.windowEnd; q += P) {
-        const rec = await redis.getBuffer(keys.paneRecord(partition, gid, q));
+        const rec = await redis.hgetBuffer(keys.paneHash(partition, q), gid);
         if (rec !== null) panes.push(`${q}: ${rec.subarray(0, Math.max(0, rec.indexOf(10))).toString()}`);
       }
       out.push(`${kafkaKey} ${o.windowEnd} partition ${partition}: panes [${panes.join('; ')}] checkpoint ${JSON.stringify(await redis.hgetall(keys.checkpoint(partition)))}`);

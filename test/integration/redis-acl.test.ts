@@ -12,8 +12,8 @@ import { RedisInstance, startRedisInstance } from '../helpers/redis-instance';
 
 /** The commands kade needs, for a least-privilege Redis ACL user (also documented in README). */
 export const KADE_REDIS_COMMANDS = [
-  'ping', 'info', 'eval', 'evalsha', 'script|load', 'hset', 'hsetnx', 'hgetall', 'hdel', 'expire', 'del', 'get',
-  'set', 'append', 'zadd', 'zrange', 'zrem', 'zremrangebyscore', 'pfadd', 'pfmerge', 'pfcount', 'scan',
+  'ping', 'info', 'eval', 'evalsha', 'script|load', 'hset', 'hsetnx', 'hget', 'hgetall', 'hkeys', 'hdel', 'expire', 'del', 'unlink',
+  'zadd', 'zrange', 'zrem', 'zremrangebyscore', 'pfadd', 'pfmerge', 'pfcount', 'scan',
 ];
 
 describe('Redis ACL: kade runs as a user limited to its commands and keys', function () {

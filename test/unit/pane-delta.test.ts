@@ -3,7 +3,7 @@ import {
   GROUP_KEY_CODE, PaneDelta, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, needsHll, parseCountsReply, parseUpdateReply, parseValuesReply,
 } from '../../src/state/pane-delta';
 
-const keys = { record: (d: PaneDelta) => `r.${d.gid}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}`, active: (pane: number) => `a.${pane}` };
+const keys = { hash: (pane: number) => `q.${pane}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}` };
 
 function delta(count: number): PaneDelta {
   return {
@@ -37,25 +37,25 @@ describe('Lua argument builders and the pane record encoding', () => {
     assert.throws(() => decodeEntries(Buffer.from([1, 5, 0x61]), 0, () => undefined), /truncated/);
   });
 
-  it('builds updatePanes KEYS (the panes\' active-group lists, then per delta its record and, on a retry, its HyperLogLog keys) and seven args per delta', () => {
+  it('builds updatePanes KEYS (the call\'s pane hashes, then on a retry each delta\'s HyperLogLog keys) and eight args per delta', () => {
     const other = { ...delta(3), gid: 'h', minOffset: 20, maxOffset: 22 };
     const later = { ...delta(1), gid: 'h', pane: 120_000, minOffset: 23, maxOffset: 23 };
     const params = { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0] };
     const { keys: k, args } = buildUpdatePanesArgs(keys, [delta(2), other, later], params, false);
-    assert.deepEqual(k, ['a.60000', 'a.120000', 'r.g', 'r.h', 'r.h']);
+    assert.deepEqual(k, ['q.60000', 'q.120000']);
     assert.deepEqual(args.slice(0, 3), [600, 75, 3000]);
     assert.deepEqual([...(args[3] as Buffer)], [0]);
     assert.deepEqual(args.slice(4, 6), [3, 2]);
     assert.deepEqual(args.slice(6, 9), [2, 10, 12]);
     assert.deepEqual(decodeAll(args[9] as Buffer), [[GROUP_KEY_CODE, '["alice",null]'], [0, 'allow'], [0, 'forbid'], [1, 'get']]);
-    assert.deepEqual(args.slice(10, 13), ['', 0, 1]);
-    assert.deepEqual(args.slice(13, 16), [3, 20, 22]);
-    assert.equal(args[19], 1);
-    assert.equal(args[26], 2, 'the third delta lists its group in the second pane\'s list');
-    assert.equal(args.length, 27);
+    assert.deepEqual(args.slice(10, 14), ['', 0, 1, 'g']);
+    assert.deepEqual(args.slice(14, 17), [3, 20, 22]);
+    assert.deepEqual(args.slice(20, 22), [1, 'h']);
+    assert.deepEqual(args.slice(28, 30), [2, 'h'], 'the third delta goes to the second pane\'s hash');
+    assert.equal(args.length, 30);
     const retry = buildUpdatePanesArgs(keys, [delta(2), other], params, true);
-    assert.deepEqual(retry.keys, ['a.60000', 'r.g', 'hll0.g', 'r.h', 'hll0.h']);
-    assert.deepEqual(retry.args.slice(10, 13), ['10,12', 1, 1]);
+    assert.deepEqual(retry.keys, ['q.60000', 'hll0.g', 'hll0.h']);
+    assert.deepEqual(retry.args.slice(10, 14), ['10,12', 1, 1, 'g']);
   });
 
   it('sends no entries for a delta that alone reaches the prune bound', () => {
@@ -68,19 +68,20 @@ describe('Lua argument builders and the pane record encoding', () => {
     assert.throws(() => parseUpdateReply([1, 4], 2), /unexpected reply/);
   });
 
-  it('builds evalWindows KEYS window by window: panes, then (counts, with HyperLogLogs) HyperLogLogs per field; the scratch key last', () => {
-    const k = { record: (w: number, p: number) => `r${w}.${p}`, hll: (w: number, p: number, f: number) => `l${w}.${f}.${p}`, scratch: 'tmp' };
-    const plain = buildEvalWindowsArgs(k, [[1, 2], [2, 3]], [3], [3, 4], 'c');
-    assert.deepEqual(plain.keys, ['r0.1', 'r0.2', 'r1.2', 'r1.3', 'tmp']);
+  it('builds evalWindows KEYS: each pane hash once, then (counts, with HyperLogLogs) each window\'s HyperLogLogs per field; the scratch key last', () => {
+    const k = { hash: (p: number) => `q.${p}`, hll: (w: number, p: number, f: number) => `l${w}.${f}.${p}`, scratch: 'tmp' };
+    const windows = [{ gid: 'g', panes: [1, 2] }, { gid: 'h', panes: [2, 3] }];
+    const plain = buildEvalWindowsArgs(k, windows, [3], [3, 4], 'c');
+    assert.deepEqual(plain.keys, ['q.1', 'q.2', 'q.3', 'tmp']);
     assert.deepEqual(plain.args.slice(0, 2), [2, 'c']);
     assert.deepEqual([...(plain.args[2] as Buffer)], [3]);
     assert.deepEqual([...(plain.args[3] as Buffer)], [3, 4]);
-    assert.deepEqual(plain.args.slice(4), [2, '00']);
-    const c = buildEvalWindowsArgs(k, [[1, 2], [2, 3]], [3], [3, 4], 'c', true);
-    assert.deepEqual(c.keys, ['r0.1', 'r0.2', 'l0.3.1', 'l0.3.2', 'r1.2', 'r1.3', 'l1.3.2', 'l1.3.3', 'tmp']);
-    assert.deepEqual(c.args.slice(4), [2, '11']);
-    assert.deepEqual(buildEvalWindowsArgs(k, [[1, 2]], [3], [3, 4], 'v').keys, ['r0.1', 'r0.2']);
-    assert.throws(() => buildEvalWindowsArgs(k, [[1, 2], [3]], [3], [3, 4], 'c'), /as many panes/);
+    assert.deepEqual(plain.args.slice(4), [2, '00', 3, 'g', 1, 2, 'h', 2, 3]);
+    const c = buildEvalWindowsArgs(k, windows, [3], [3, 4], 'c', true);
+    assert.deepEqual(c.keys, ['q.1', 'q.2', 'q.3', 'l0.3.1', 'l0.3.2', 'l1.3.2', 'l1.3.3', 'tmp']);
+    assert.deepEqual(c.args.slice(4, 7), [2, '11', 3]);
+    assert.deepEqual(buildEvalWindowsArgs(k, [windows[0]], [3], [3, 4], 'v').keys, ['q.1', 'q.2']);
+    assert.throws(() => buildEvalWindowsArgs(k, [windows[0], { gid: 'x', panes: [3] }], [3], [3, 4], 'c'), /as many panes/);
     assert.equal(needsHll([-2]), true);
     assert.equal(needsHll([3, 0]), false);
   });

@@ -2,11 +2,12 @@
   Reads the aggregates of several (group, window) pairs of one partition (the union of each
   window's panes); all keys share the partition's hash tag.
 
-  Each window owns, in order: its p pane records, oldest first (format: updatePanes-N.lua), then,
-  mode 'c' and its flag in ARGV[6] '1' only, per switchable field, per pane: the pane's
-  HyperLogLog of that field. Mode 'c': KEYS[last] is a scratch key for merging exact values into
-  a HyperLogLog. HyperLogLog keys are sent only when needed: a window with a switched pane and
-  no HyperLogLog keys answers { -2 } and is sent again with them.
+  KEYS[1 .. n] are the pane hashes the call reads (field = group id, value = pane record, format
+  in updatePanes-N.lua). Then, mode 'c', for each window whose flag in ARGV[6] is '1', in window
+  order: per switchable field, per pane of the window, the pane's HyperLogLog of that field; and
+  last a scratch key for merging exact values into a HyperLogLog. HyperLogLog keys are sent only
+  when needed: a window with a switched pane and no HyperLogLog keys answers { -2 } and is sent
+  again with them.
 
   ARGV[1]   p: number of panes of a window
   ARGV[2]   mode: 'c' counts, 'v' values
@@ -14,6 +15,9 @@
   ARGV[4]   codes of the fields read by count_distinct, one byte each
   ARGV[5]   w: number of windows
   ARGV[6]   mode 'c': one character per window, '1' if its HyperLogLog keys are given
+  ARGV[7]   n: number of pane hashes at the start of KEYS
+  then per window, from ARGV[8 + (i-1)*(p+1)]: its group id, and the indexes in KEYS of its
+  p pane hashes, oldest pane first
 
   Returns one reply per window; mode 'c': { count, pruned (0/1), then pairs field code, distinct
   count } for every distinct field with values or a HyperLogLog; mode 'v': the pane records
@@ -24,11 +28,19 @@ local p = tonumber(ARGV[1])
 local mode = ARGV[2]
 local w = tonumber(ARGV[5])
 
+local n = tonumber(ARGV[7])
+
+-- The pane record of window i's group in its j-th pane.
+local function record(i, j)
+  local base = 7 + (i - 1) * (p + 1)
+  return redis.call('HGET', KEYS[tonumber(ARGV[base + 1 + j])], ARGV[base + 1])
+end
+
 if mode == 'v' then
   local out = {}
   for i = 1, w do
     local recs = {}
-    for j = 1, p do recs[j] = redis.call('GET', KEYS[(i - 1) * p + j]) end
+    for j = 1, p do recs[j] = record(i, j) end
     out[i] = recs
   end
   return out
@@ -41,13 +53,14 @@ for j = 1, #switchable do hllIndex[string.byte(switchable, j)] = j end
 local scratch = KEYS[#KEYS]
 local flags = ARGV[6]
 
-local function counts(base, withHll)
+-- hk: the window's HyperLogLog keys are KEYS[hk + (j - 1) * p + i] (switchable field j, pane i).
+local function counts(win, hk, withHll)
   local count = 0
   local bodies = {}
   -- hllKeys[j] = HyperLogLog keys of switchable field j that hold values
   local hllKeys = {}
   for i = 1, p do
-    local rec = redis.call('GET', KEYS[base + i])
+    local rec = record(win, i)
     if rec then
       local nl = string.find(rec, '\n', 1, true)
       local c, rest = string.match(string.sub(rec, 1, nl - 1), '^(%d+) %-?%d+(.*)$')
@@ -60,7 +73,7 @@ local function counts(base, withHll)
           local j = hllIndex[tonumber(code)]
           if j then
             local list = hllKeys[j] or {}
-            list[#list + 1] = KEYS[base + p + (j - 1) * p + i]
+            list[#list + 1] = KEYS[hk + (j - 1) * p + i]
             hllKeys[j] = list
           end
         end
@@ -123,11 +136,10 @@ local function counts(base, withHll)
 end
 
 local out = {}
-local base = 0
+local hk = n
 for i = 1, w do
   local withHll = string.sub(flags, i, i) == '1'
-  out[i] = counts(base, withHll)
-  base = base + p
-  if withHll then base = base + #switchable * p end
+  out[i] = counts(i, hk, withHll)
+  if withHll then hk = hk + #switchable * p end
 end
 return out

@@ -2,38 +2,36 @@
   Applies one batch's pre-aggregated deltas to the panes of several groups of one partition
   (all keys share the partition's hash tag).
 
-  KEYS[1 .. a] are the active-group lists of the panes of this call (STRING, group ids each
-  followed by ','): a group id is appended when its pane record is first written, so a list holds
-  the groups with data in its pane, once each; the id is read from the record's key
-  (`...}:<gid>:<pane>`). Then each delta owns, in order, its pane record and, when its sixth
-  argument is 1, one HyperLogLog key per switchable field (count_distinct only), in ARGV[4]'s
-  order (h = #ARGV[4]). HyperLogLog keys are sent only when needed: a pane whose field switched
-  (or would switch now) answers -2 without writing anything, and is sent again with them.
-  The pane record (STRING): header line "<count> <last applied offset>[ x][ h<i>,<j>...]\n"
+  KEYS[1 .. a] are the pane hashes of this call (one HASH per (partition, pane): field = group
+  id, value = the group's pane record), so a pane's groups are its hash's fields (HKEYS) and no
+  list of active groups is kept. Then, for each delta whose sixth argument is 1, in delta order,
+  one HyperLogLog key per switchable field (count_distinct only), in ARGV[4]'s order
+  (h = #ARGV[4]). HyperLogLog keys are sent only when needed: a pane whose field switched (or
+  would switch now) answers -2 without writing anything, and is sent again with them.
+  The pane record: header line "<count> <last applied offset>[ x][ h<i>,<j>...]\n"
   (x: pruned; h: fields that switched to a HyperLogLog), then entries: one byte field code, the
   value length (one byte below 128, else two: 128 + high, low), the value; code 255 is the
   group key. Entries are canonical: equal bytes = equal (field, value).
 
-  ARGV[1]   TTL in seconds of every key written
+  ARGV[1]   TTL in seconds of every key written (a pane hash lives TTL after its last write)
   ARGV[2]   prune bound K: once a pane's count reaches K its entries are dropped (0: never)
   ARGV[3]   exact threshold: a switchable field above this many values becomes a HyperLogLog
   ARGV[4]   switchable field codes, one byte each
   ARGV[5]   d: number of deltas
-  ARGV[6]   a: number of active-group lists at the start of KEYS; then 7 arguments per delta,
-            from ARGV[7 + (i-1)*7]:
+  ARGV[6]   a: number of pane hashes at the start of KEYS; then 8 arguments per delta, from
+            ARGV[7 + (i-1)*8]:
             count delta (records in this batch for this group and pane), smallest and largest
             Kafka offset among those records, the entries (same encoding, the group key first;
             distinct within the delta), the offsets of the counted records, comma-separated
-            (empty unless retrying a partial replay), 1 if its HyperLogLog keys follow its record,
-            the index in KEYS of its pane's active-group list
+            (empty unless retrying a partial replay), 1 if its HyperLogLog keys follow, the
+            index in KEYS of its pane hash, the group id
 
   Returns { status_1, count_1, status_2, count_2, ... }: status 1 applied, 0 already applied
   (replay of an applied batch), -1 partial overlap with an applied batch and no offsets given,
   -2 HyperLogLog keys needed and not given: send that delta again with what it lacked. The count
   is guarded by the offset so a replay after a crash never counts twice; entries and
-  HyperLogLogs are idempotent by nature. One GET and one SET per delta on the common path; a new
-  record (most deltas of a backlog) is one SET NX GET (Redis >= 7.0), without walking its entries,
-  and the group ids of the records a call creates are appended to each active list at once.
+  HyperLogLogs are idempotent by nature. A new record (most deltas of a backlog) is one HSETNX,
+  without walking its entries; an existing one is HSETNX, HGET and HSET.
 ]]
 local ttl = tonumber(ARGV[1])
 local pruneAt = tonumber(ARGV[2])
@@ -62,39 +60,16 @@ end
 local hllSlot = {}
 for i = 1, h do hllSlot[string.byte(codes, i)] = i end
 
--- k: index of the delta's pane record in KEYS; its HyperLogLog of switchable field j is KEYS[k + j]
--- when withHll; KEYS[active] lists the groups of its pane.
--- Active-list index -> group ids (each followed by ',') of the records this call created: one
--- APPEND per list at the end, not one per record.
-local appends = {}
-local function flushAppends()
-  for i, ids in pairs(appends) do redis.call('APPEND', KEYS[i], table.concat(ids)) end
-end
-
-local function apply(k, withHll, active, n, minOff, maxOff, maxOffText, incoming, offsets)
-  local key = KEYS[k]
+-- hash: the delta's pane hash, gid: its field there; its HyperLogLog of switchable field j is
+-- KEYS[hk + j] when withHll.
+local function apply(hash, gid, hk, withHll, n, minOff, maxOff, maxOffText, incoming, offsets)
   local count, applied, pruned, body = 0, -1, false, ''
   local switched, switchedList = {}, {}
-  local rec
-  -- Writing a new pane record makes its group active in the pane.
-  local function created()
-    if not rec then
-      local ids = appends[active]
-      if not ids then ids = {}; appends[active] = ids end
-      ids[#ids + 1] = string.match(key, '}:([^:]+):[^:]+$') .. ','
-    end
-  end
-  if not withHll and offsets == '' and #incoming <= 2 * threshold and not (pruneAt > 0 and n >= pruneAt) then
-    -- Most deltas of a backlog create their pane record: one SET writes it (the delta's entries
-    -- are distinct, and too few to switch a field) unless it exists, and then answers it.
-    rec = redis.call('SET', key, n .. ' ' .. maxOffText .. '\n' .. incoming, 'NX', 'GET', 'EX', ttl)
-    if not rec then
-      created()
-      return 1, n
-    end
-  else
-    rec = redis.call('GET', key)
-  end
+  local fresh = not withHll and offsets == '' and #incoming <= 2 * threshold and not (pruneAt > 0 and n >= pruneAt)
+  -- Most deltas of a backlog create their pane record: one HSETNX writes it unless it exists
+  -- (the delta's entries are distinct, and too few to switch a field: no walk needed).
+  if fresh and redis.call('HSETNX', hash, gid, n .. ' ' .. maxOffText .. '\n' .. incoming) == 1 then return 1, n end
+  local rec = redis.call('HGET', hash, gid)
   if rec then
     local nl = string.find(rec, '\n', 1, true)
     local c, o, rest = string.match(string.sub(rec, 1, nl - 1), '^(%d+) (%-?%d+)(.*)$')
@@ -124,18 +99,16 @@ local function apply(k, withHll, active, n, minOff, maxOff, maxOffText, incoming
   if pruned or (pruneAt > 0 and count >= pruneAt) then
     -- Every window holding this pane has count >= K: its entries can never matter again.
     if not pruned and withHll then
-      for j = 1, h do redis.call('DEL', KEYS[k + j]) end
+      for j = 1, h do redis.call('DEL', KEYS[hk + j]) end
     end
-    redis.call('SET', key, count .. ' ' .. maxOffText .. ' x\n', 'EX', ttl)
-    created()
+    redis.call('HSET', hash, gid, count .. ' ' .. maxOffText .. ' x\n')
     return 1, count
   end
 
   if not rec and #incoming <= 2 * threshold then
     -- A new pane record: the delta's entries are distinct already, and fewer than the threshold
     -- (an entry is at least 2 bytes), so no field can switch: no walk, the entries as they came.
-    redis.call('SET', key, count .. ' ' .. maxOffText .. '\n' .. incoming, 'EX', ttl)
-    created()
+    redis.call('HSET', hash, gid, count .. ' ' .. maxOffText .. '\n' .. incoming)
     return 1, count
   end
 
@@ -183,38 +156,35 @@ local function apply(k, withHll, active, n, minOff, maxOff, maxOffText, incoming
     local slot = hllSlot[code]
     if not slot then return redis.error_reply('updatePanes: field ' .. code .. ' switched but has no HyperLogLog key') end
     for i = 1, #list, 1000 do
-      redis.call('PFADD', KEYS[k + slot], unpack(list, i, math.min(i + 999, #list)))
+      redis.call('PFADD', KEYS[hk + slot], unpack(list, i, math.min(i + 999, #list)))
     end
   end
   -- A switched field's HyperLogLog lives as long as its pane record.
   for code in pairs(switched) do
-    if hllSlot[code] then redis.call('EXPIRE', KEYS[k + hllSlot[code]], ttl) end
+    if hllSlot[code] then redis.call('EXPIRE', KEYS[hk + hllSlot[code]], ttl) end
   end
 
   local header = count .. ' ' .. maxOffText
   if #switchedList > 0 then header = header .. ' h' .. table.concat(switchedList, ',') end
-  redis.call('SET', key, header .. '\n' .. body, 'EX', ttl)
-  created()
+  redis.call('HSET', hash, gid, header .. '\n' .. body)
   return 1, count
 end
 
 local out = {}
-local k = a + 1
+local hk = a
 for i = 1, d do
-  local base = 6 + (i - 1) * 7
+  local base = 6 + (i - 1) * 8
   local withHll = ARGV[base + 6] == '1'
-  local status, count = apply(k, withHll, tonumber(ARGV[base + 7]), tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]),
-    tonumber(ARGV[base + 3]), ARGV[base + 3], ARGV[base + 4], ARGV[base + 5])
+  local status, count = apply(KEYS[tonumber(ARGV[base + 7])], ARGV[base + 8], hk, withHll, tonumber(ARGV[base + 1]),
+    tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), ARGV[base + 3], ARGV[base + 4], ARGV[base + 5])
   if type(status) == 'table' then
-    -- The records written so far stay (Redis does not roll back): list their groups.
-    flushAppends()
+    -- An error reply: what was written so far stays (Redis does not roll back), with its TTL.
+    for j = 1, a do redis.call('EXPIRE', KEYS[j], ttl) end
     return status
   end
   out[#out + 1] = status
   out[#out + 1] = count
-  k = k + 1
-  if withHll then k = k + h end
+  if withHll then hk = hk + h end
 end
-flushAppends()
 for i = 1, a do redis.call('EXPIRE', KEYS[i], ttl) end
 return out
