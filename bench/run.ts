@@ -26,7 +26,7 @@ import { Alert } from '../src/alerts/alert';
 import { headerString } from '../src/ingest/dead-letter';
 import { sendChunked } from '../src/ingest/send-chunked';
 import { loadRules } from '../src/rules/load-rules';
-import { KeyBuilder } from '../src/state/keys';
+import { KeyBuilder, STATE_LAYOUT } from '../src/state/keys';
 import { groupKafkaKey } from '../src/detect/group-id';
 import { packageRoot } from '../src/util/package-root';
 import { generateAuditStream, planAttacks } from '../test/helpers/audit-generator';
@@ -367,9 +367,12 @@ async function checkpointsClosed(ctx: Ctx, prefix: string, ends: Map<number, num
     let c = await ctx.redis.hgetall(keys.checkpoint(p));
     own.hgetall++;
     if (Object.keys(c).length === 0 && ctx.opts.compareCli !== null) {
-      // A --compare-cli build may predate key layout v3 (partition tag without the layout).
-      c = await ctx.redis.hgetall(`${prefix}:{${ctx.ruleKey}:p${p}}:ckpt`);
-      own.hgetall++;
+      // A --compare-cli build may use an older key layout (before v3: no layout in the tag).
+      for (const tag of [...Array.from({ length: STATE_LAYOUT - 3 }, (_, i) => `v${STATE_LAYOUT - 1 - i}:`), '']) {
+        c = await ctx.redis.hgetall(`${prefix}:{${ctx.ruleKey}:${tag}p${p}}:ckpt`);
+        own.hgetall++;
+        if (Object.keys(c).length > 0) break;
+      }
     }
     states.push(`p${p}: ${JSON.stringify(c)}`);
     if (c.streamTime === undefined || c.streamTime === '') closed = false;
@@ -457,7 +460,8 @@ async function runDetector(
   await proxy?.close();
   const records = total(ends);
   const r = stageRun({ stage: 'detector', label, run, actorsScale, topic: keyedTopic, records, logFile: w.logFile }, w, m);
-  const delta = redisDelta(before, after, own);
+  // Round trips of the bench's own: one per HGETALL poll, the sampler's counted by it.
+  const delta = redisDelta(before, after, own, own.hgetall + sample.reads);
   r.redis = {
     delta,
     census,
@@ -479,7 +483,7 @@ async function runDetector(
   };
   if (instrument) r.profile = path.join(ctx.profileDir, instrument.profileName);
   log(`  detector ${label} run ${run}: ${fmt(r.rate)} rec/s (${r.seconds.toFixed(1)} s; lag 0 after ${r.secondsToLagZero.toFixed(1)} s), `
-    + `${fmt(r.redis.commandsPerEvent, 3)} cmds/rec, ${fmt(r.redis.bytesPerGroupPane)} B/group-pane at a peak of ${sample.peakPairs} group-panes, `
+    + `${fmt(r.redis.commandsPerEvent, 3)} cmds/rec, ${fmt(r.redis.bytesPerGroupPane)} B/group-pane at a peak of ${sample.peakPairs} group-panes, ${fmt(delta.usedMemory / 1024)} KiB held at the end, `
     + `late ${r.counters.late}, alerts ${r.counters.alertsPublished}${r.proxy ? `, ${fmt(r.proxy.roundTripsPerEvent, 4)} round trips/rec` : ''}`);
   if (ctx.privateRedis) await ctx.redis.flushall();
   return r;
@@ -1030,6 +1034,8 @@ async function main(): Promise<void> {
     flatRouter: pairedRatio(runs.router10, runs.router),
     flatDetector: pairedRatio(runs.detector10, runs.detector),
     bytesPerGroupPane10: med(runs.detector10, (r) => r.redis?.bytesPerGroupPane ?? Number.NaN),
+    retainedBytes: med(runs.detector, (r) => r.redis?.delta.usedMemory ?? Number.NaN),
+    retainedBytesCompare: med(runs.detectorCompare, (r) => r.redis?.delta.usedMemory ?? Number.NaN),
     commandsPerEvent10: med(runs.detector10, (r) => r.redis?.commandsPerEvent ?? Number.NaN),
     keyedRecords: runs.router[0]?.outputRecords ?? Number.NaN,
     keyedRecords10: runs.router10[0]?.outputRecords ?? Number.NaN,
@@ -1111,6 +1117,8 @@ async function main(): Promise<void> {
     ['  pane hash encodings (census)', JSON.stringify(paneInfo?.hashEncodings ?? {})],
     ['  pruned pane records (sample)', `${fmt((paneInfo?.prunedShare ?? Number.NaN) * 100, 1)}%`],
     ['Redis memory / (group, pane), 10x actors', `${fmt(s.bytesPerGroupPane10)} B`],
+    ['Redis memory still held once every window closed (INFO delta at the end of the run)', `${fmt(s.retainedBytes / 1024)} KiB`
+      + (runs.detectorCompare.length > 0 ? ` (the --compare-cli build: ${fmt(s.retainedBytesCompare / 1024)} KiB)` : '')],
   ];
   const liveRows: string[][] = live ? [
     ['rate produced', `${fmt(live.producedRate)} ev/s for ${live.seconds} s`],

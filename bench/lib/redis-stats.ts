@@ -61,7 +61,8 @@ export interface RedisDelta {
  * Delta b - a. `own` lists commands the bench itself sent between the snapshots (the INFO of
  * snapshot b is counted here automatically), so they can be subtracted.
  */
-export function redisDelta(a: RedisSnapshot, b: RedisSnapshot, own: Record<string, number> = {}): RedisDelta {
+/** ownReads: the bench's own round trips, when fewer than its commands (pipelines); default one per command. */
+export function redisDelta(a: RedisSnapshot, b: RedisSnapshot, own: Record<string, number> = {}, ownReads?: number): RedisDelta {
   const ownAll: Record<string, number> = { ...own, info: (own.info ?? 0) + 1 };
   const calls: Record<string, number> = {};
   let callsTotal = 0;
@@ -75,7 +76,7 @@ export function redisDelta(a: RedisSnapshot, b: RedisSnapshot, own: Record<strin
   const ownTotal = Object.values(ownAll).reduce((s, x) => s + x, 0);
   return {
     totalCommands: b.totalCommands - a.totalCommands - ownTotal,
-    totalReads: b.totalReads - a.totalReads - ownTotal,
+    totalReads: b.totalReads - a.totalReads - (ownReads === undefined ? ownTotal : ownReads + 1),
     netInputBytes: b.netInputBytes - a.netInputBytes,
     usedMemory: b.usedMemory - a.usedMemory,
     cpuSeconds: b.cpuSeconds - a.cpuSeconds,
@@ -107,8 +108,9 @@ export interface PaneCensus {
   hashEncodings: Record<string, number>;
   /** Sampled entries per field index: mean entries and mean encoded bytes per record. */
   fieldShare: Record<string, { members: number; bytes: number }>;
-  /** Commands the census sent, by name (to subtract from Redis deltas). */
+  /** Commands the census sent, by name (to subtract from Redis deltas), and its round trips. */
   own: Record<string, number>;
+  reads: number;
 }
 
 /** Counts the pane hashes, their records (and other key kinds) of one prefix with SCAN; MEMORY USAGE of each. */
@@ -122,10 +124,12 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
   const hlls: string[] = [];
   let otherKeys = 0;
   const own: Record<string, number> = { scan: 0, memory: 0, object: 0, hvals: 0 };
+  let reads = 0;
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:{${ruleKey}:*`, 'COUNT', 5000);
     own.scan++;
+    reads++;
     cursor = next;
     for (const k of keys) {
       if (paneHash.test(k)) hashes.push(k);
@@ -147,6 +151,7 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
     own.memory++;
     own.object++;
     own.hvals++;
+    reads++;
     bytes += num(r[0]);
     if (typeof r[1] === 'string') encodings[r[1]] = (encodings[r[1]] ?? 0) + 1;
     const recs = Array.isArray(r[2]) ? (r[2] as Buffer[]) : [];
@@ -156,6 +161,7 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
   for (const k of hlls) {
     bytes += num(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0'));
     own.memory++;
+    reads++;
   }
   // Entry statistics over a deterministic sample spread over all records.
   const all = recordsByHash.flat();
@@ -203,6 +209,7 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
     hashEncodings: encodings,
     fieldShare,
     own,
+    reads,
   };
 }
 
@@ -214,8 +221,9 @@ export interface PaneSample {
   /** The full census taken at the sample with the most pairs (see paneSampler). */
   census: PaneCensus | null;
   samples: number;
-  /** Commands the sampler sent, by name (to subtract from the run's Redis deltas). */
+  /** Commands the sampler sent, by name (to subtract from the run's Redis deltas), and its round trips. */
   own: Record<string, number>;
+  reads: number;
 }
 
 /**
@@ -228,7 +236,7 @@ export interface PaneSample {
 export function paneSampler(redis: Redis, prefix: string, ruleKey: string, baselineUsedMemory: number, everyMs = 250): { stop(): Promise<PaneSample> } {
   const own: Record<string, number> = {};
   const count = (cmd: string, n = 1): void => { own[cmd] = (own[cmd] ?? 0) + n; };
-  const out: PaneSample = { peakPairs: 0, usedMemoryAtPeak: Number.NaN, census: null, samples: 0, own };
+  const out: PaneSample = { peakPairs: 0, usedMemoryAtPeak: Number.NaN, census: null, samples: 0, own, reads: 0 };
   let censusPairs = 0;
   let stopped = false;
   const sample = async (): Promise<void> => {
@@ -237,6 +245,7 @@ export function paneSampler(redis: Redis, prefix: string, ruleKey: string, basel
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:{${ruleKey}:*:q:*`, 'COUNT', 5000);
       count('scan');
+      out.reads++;
       cursor = next;
       hashes.push(...keys);
     } while (cursor !== '0');
@@ -244,6 +253,7 @@ export function paneSampler(redis: Redis, prefix: string, ruleKey: string, basel
     pipe.call('INFO', 'memory');
     for (const k of hashes) pipe.hlen(k);
     const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
+    out.reads++;
     count('info');
     count('hlen', hashes.length);
     const used = Number(infoFields(String(r[0])).get('used_memory'));
@@ -256,6 +266,7 @@ export function paneSampler(redis: Redis, prefix: string, ruleKey: string, basel
     if (pairs > 1.2 * censusPairs) {
       const c = await paneCensus(redis, prefix, ruleKey);
       for (const [cmd, n] of Object.entries(c.own)) count(cmd, n);
+      out.reads += c.reads;
       censusPairs = pairs;
       out.census = c;
     }
