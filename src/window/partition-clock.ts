@@ -64,24 +64,33 @@ export class PartitionClock {
     this.lastRecordWallMs = nowMs;
   }
 
+  /**
+   * The idle watermark at wall time nowMs: now - lateness, down to a window end. Windows close at
+   * the same moments as with now - lateness itself, but the watermark (and the checkpoint that
+   * carries it, committed with the offsets) moves once per hop instead of on every timer tick.
+   */
+  private idleCandidate(nowMs: number): number {
+    return windowEndAtOrBefore(nowMs - this.latenessMs, this.spec.hopMs);
+  }
+
   /** True if advanceIdle(nowMs, true) would move the watermark. */
   wouldAdvanceIdle(nowMs: number): boolean {
     if (this.state.streamTime === null || nowMs - this.lastRecordWallMs < this.idleTimeoutMs) return false;
     const current = this.watermark();
-    return current === null || nowMs - this.latenessMs > current;
+    return current === null || this.idleCandidate(nowMs) > current;
   }
 
   /**
    * Wall-clock timer: after idleTimeout without records on a caught-up partition, the watermark
-   * follows the wall clock (now - lateness): any record that still comes has an event time near
-   * now. Returns true if the watermark moved.
+   * follows the wall clock (now - lateness, by whole hops): any record that still comes has an
+   * event time near now. Returns true if the watermark moved.
    */
   advanceIdle(nowMs: number, caughtUp: boolean): boolean {
     // A partition that never saw data has no window to close; an idle watermark set now would
     // make its first records late.
     if (this.state.streamTime === null) return false;
     if (!caughtUp || nowMs - this.lastRecordWallMs < this.idleTimeoutMs) return false;
-    const candidate = nowMs - this.latenessMs;
+    const candidate = this.idleCandidate(nowMs);
     const current = this.watermark();
     if (current !== null && candidate <= current) return false;
     this.state.idleWatermark = candidate;

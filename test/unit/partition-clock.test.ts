@@ -48,7 +48,22 @@ describe('partition clock: stream time, watermark, lateness, idleness', () => {
     wall += 1;
     assert.equal(c.advanceIdle(wall, false), false, 'a partition with lag is never idle');
     assert.equal(c.advanceIdle(wall, true), true);
-    assert.equal(c.watermark(), wall - 30_000);
+    assert.equal(c.watermark(), Math.floor((wall - 30_000) / MIN) * MIN, 'now - lateness, down to a window end');
+  });
+
+  it('moves the idle watermark once per hop, not on every tick (each move is a checkpoint commit)', () => {
+    let wall = T0 + 20 * MIN + 45_000;
+    const c = new PartitionClock(spec, 30_000, 10_000, fresh, wall - 60_000);
+    c.observe(T0, wall - 60_000);
+    assert.equal(c.advanceIdle(wall, true), true);
+    assert.equal(c.watermark(), T0 + 20 * MIN);
+    let moves = 0;
+    for (let tick = 0; tick < 120; tick++) {
+      wall += 1000;
+      assert.equal(c.wouldAdvanceIdle(wall), c.advanceIdle(wall, true) && ++moves > 0);
+    }
+    assert.equal(moves, 2, 'two window ends passed in 120 s');
+    assert.equal(c.watermark(), T0 + 22 * MIN);
   });
 
   it('never gives an idle watermark to a partition that has seen no record', () => {
