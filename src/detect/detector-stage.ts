@@ -22,6 +22,26 @@ import { UpstreamBacklog } from './upstream-backlog';
 const CHECKED_KEYS_MAX = 200_000;
 
 /**
+ * Where the consumer must go back to, per partition, when several rules ask at once (their
+ * rebuilds start at different offsets): the earliest, so each rule reads all it lost. A rule
+ * that asked for a later offset reads records it holds already; pane records remember the last
+ * offset applied, so they count once.
+ */
+class SeekRequests {
+  private readonly offsets = new Map<number, number>();
+
+  add(partition: number, offset: number | null): void {
+    if (offset === null) return;
+    const prev = this.offsets.get(partition);
+    if (prev === undefined || offset < prev) this.offsets.set(partition, offset);
+  }
+
+  apply(consumer: Consumer, topic: string): void {
+    for (const [partition, offset] of this.offsets) consumer.seek({ topic, partition, offset: String(offset) });
+  }
+}
+
+/**
  * The detector stage: a consumer group on the keyed topic (read_committed), one Detector per
  * rule, a wall-clock timer for idle partitions. Batches and timer ticks run one at a time.
  */
@@ -125,16 +145,15 @@ export class DetectorStage {
       this.joined = true;
       void this.serial.run(async () => {
         const committed = await this.committedPositions();
+        const seeks = new SeekRequests();
         for (const [ruleId, d] of this.detectors) {
           d.reset();
           const positions = new Map<number, CommittedPosition>();
           for (const [p, c] of committed) positions.set(p, { offset: c.offset, meta: c.meta.get(ruleId) ?? null });
           d.assign(positions);
-          for (const p of this.assigned) {
-            const seek = await d.ensure(p);
-            if (seek !== null) consumer.seek({ topic: config.topics.keyed, partition: p, offset: String(seek) });
-          }
+          for (const p of this.assigned) seeks.add(p, await d.ensure(p));
         }
+        seeks.apply(consumer, config.topics.keyed);
       }).catch((err) => this.log.error({ err }, 'loading partition state failed'));
     });
     const lag = new LagTracker(this.metrics, 'detector');
@@ -175,11 +194,13 @@ export class DetectorStage {
           const ends = await upstream.highWatermarks(config.topics.keyed);
           for (const d of this.detectors.values()) d.noteHighWatermarks(ends);
         }
+        const seeks = new SeekRequests();
         for (const d of this.detectors.values()) {
           const r = await d.onTick(drained);
-          for (const seek of r.seeks) consumer.seek({ topic: config.topics.keyed, partition: seek.partition, offset: String(seek.offset) });
+          for (const seek of r.seeks) seeks.add(seek.partition, seek.offset);
           for (const c of r.commits) await this.commitIfDurable(consumer, c.partition);
         }
+        seeks.apply(consumer, config.topics.keyed);
       }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
     await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Kafka } from 'kafkajs';
 import Redis from 'ioredis';
 import { dlqTopic } from '../../src/config/load';
+import { CompiledPlan } from '../../src/detect/compiled-plan';
 import { DetectorStage } from '../../src/detect/detector-stage';
 import { groupKafkaKey } from '../../src/detect/group-id';
 import { emptyAuditRecord } from '../../src/ingest/audit-record';
@@ -9,6 +10,7 @@ import { KeyedCodec } from '../../src/ingest/keyed-codec';
 import { ensureTopics } from '../../src/ingest/topics';
 import { createRedis } from '../../src/main';
 import { createLogger } from '../../src/ops/logger';
+import { decodeEntries } from '../../src/state/pane-delta';
 import { Metrics } from '../../src/ops/metrics';
 import { loadRules } from '../../src/rules/load-rules';
 import { startRedisInstance } from '../helpers/redis-instance';
@@ -143,6 +145,104 @@ describe('detector stage on a real broker and Redis', function () {
       await producer.disconnect();
       await stage.close();
       await started.catch(() => undefined);
+      redis.disconnect();
+      admin.disconnect();
+      await deleteTopics(kafka, config);
+      await store.stop();
+    }
+  });
+  it('two rules whose rebuilds start at different offsets of one partition: each replays all it lost', async () => {
+    // A 6-minute and a 2-minute window over the same records: after Redis loses everything, the
+    // next owner's rebuilds start at the first record of each rule's oldest live pane, which
+    // differ. Both seeks must come down to the earlier one, or the other rule's rebuild starts
+    // too late and its older live panes come back short.
+    const MIN = 60_000;
+    const store = await startRedisInstance();
+    const config = isolatedConfig('det2rules', {
+      'redis.url': store.url, 'detector.upstreamGroupId': 'none', 'detector.idleTimeoutMs': 600_000, 'detector.tickMs': 100,
+    });
+    const kafka = testKafka();
+    await ensureTopics(kafka, config);
+    const seed = loadRules('')[0];
+    const plans = [new CompiledPlan({ ...seed.plan }), new CompiledPlan({ ...seed.plan, id: `${seed.plan.id}-short`, stateKey: 'short', window: { sizeMs: 2 * MIN, hopMs: MIN } })];
+    const codec = new KeyedCodec();
+    const t0 = Math.floor((Date.now() - 3_600_000) / MIN) * MIN;
+    const keyed = (plan: CompiledPlan, i: number, user = `user${i % 3}`) => {
+      const record = emptyAuditRecord('default');
+      record.verb = i % 2 === 0 ? 'get' : 'list';
+      record.requestURI = `/api/v1/namespaces/ns${i % 4}/pods/p${i}`;
+      record.user.username = user;
+      const group = [user, '10.0.0.1'];
+      return { key: groupKafkaKey(group), value: codec.encode({ rule: plan.id, group, eventTime: t0 + i * 10_000, record }), partition: 0 };
+    };
+    const producer = kafka.producer({ transactionalId: uniqueName('tx'), maxInFlightRequests: 1, idempotent: true });
+    await producer.connect();
+    const send = async (messages: ReturnType<typeof keyed>[]) => {
+      const tx = await producer.transaction();
+      await tx.send({ topic: config.topics.keyed, messages });
+      await tx.commit();
+    };
+    const admin = new Redis(store.url);
+    const log = createLogger('silent');
+    const redis = createRedis(config, log);
+    const committedToEnd = async () => {
+      const q = await positions(kafka, config.detector.groupId, config.topics.keyed, 0);
+      return q.committed === q.end && q.end > 0;
+    };
+    /** Every pane hash of both rules: key -> group id -> count, last offset and the set of entries. */
+    const paneState = async (): Promise<Map<string, Map<string, string>>> => {
+      const out = new Map<string, Map<string, string>>();
+      for (const key of (await admin.keys(`${config.redis.keyPrefix}:*:q:*`)).sort()) {
+        const fields = new Map<string, string>();
+        for (const [gid, rec] of Object.entries(await admin.hgetallBuffer(key))) {
+          const nl = rec.indexOf(10);
+          const entries: string[] = [];
+          decodeEntries(rec, nl + 1, (code, value) => entries.push(`${code}=${value}`));
+          fields.set(gid, `${rec.toString('latin1', 0, nl)} | ${entries.sort().join(' ')}`);
+        }
+        out.set(key, fields);
+      }
+      return out;
+    };
+    const stages: DetectorStage[] = [];
+    const running: Array<Promise<void>> = [];
+    const startStage = (metrics: Metrics) => {
+      const stage = new DetectorStage(kafka, redis, config, plans, log, metrics);
+      stages.push(stage);
+      running.push(stage.start());
+      return stage;
+    };
+    try {
+      // 20 minutes of event time, one record per rule every 10 s, in 12 transactions.
+      for (let b = 0; b < 12; b++) await send(Array.from({ length: 10 }, (_, k) => plans.map((p) => keyed(p, b * 10 + k))).flat());
+      const first = startStage(new Metrics());
+      await waitFor('the first detector to commit the whole partition', committedToEnd, 60_000, 200);
+      await first.close();
+      const before = await paneState();
+      const count = (stateKey: string) => [...before.keys()].filter((k) => k.includes(`{${stateKey}:`)).length;
+      assert.ok(count(seed.plan.stateKey) >= 6 && count('short') >= 2 && count(seed.plan.stateKey) > count('short'),
+        `both rules have live panes, the longer window more (${[...before.keys()].join(' ')})`);
+      await admin.flushall();
+      const metrics = new Metrics();
+      startStage(metrics);
+      // A record of a new group after the loss: the group commits past it only once both
+      // rebuilds are done (nothing is committed mid-rebuild).
+      await send(plans.map((p) => keyed(p, 119, 'late-comer')));
+      await waitFor('the second detector to rebuild and commit past the new record', committedToEnd, 60_000, 200);
+      const rebuilds = (await metrics.rebuilds.get()).values.reduce((n, v) => n + v.value, 0);
+      assert.equal(rebuilds, 2, 'one rebuild per rule');
+      const after = await paneState();
+      const newGroup = JSON.stringify(['late-comer', '10.0.0.1']);
+      for (const [key, fields] of before) {
+        const now = after.get(key);
+        assert.ok(now !== undefined, `pane ${key} is back`);
+        for (const [gid, rec] of fields) assert.equal(now.get(gid), rec, `${key} ${gid}: the same count, last offset and values as before the loss`);
+        assert.equal([...now.values()].filter((r) => !r.includes(newGroup)).length, fields.size, `${key}: no other group`);
+      }
+    } finally {
+      await producer.disconnect();
+      for (const stage of stages) await stage.close().catch(() => undefined);
+      await Promise.all(running.map((r) => r.catch(() => undefined)));
       redis.disconnect();
       admin.disconnect();
       await deleteTopics(kafka, config);
