@@ -25,6 +25,8 @@
  * client when it is not, rather than run with silently wrong counts.
  */
 import Module = require('node:module');
+// Also before kafkajs: the cheaper Produce request encoder (byte-identical; see the module).
+import './kafkajs-fast-produce';
 
 interface FetchedMessage {
   offset: string;
