@@ -1,5 +1,6 @@
 // First: kafkajs must load with kade's exact read_committed filter (see the module).
 import { assertReadCommittedIsExact } from './kafkajs-read-committed';
+import { fastProduceInstalled } from './kafkajs-fast-produce';
 import { Kafka, LogEntry, Producer, ProducerConfig, logLevel } from 'kafkajs';
 import { kafkaSecurityOptions } from '../config/kafka-options';
 import { KadeConfig } from '../config/load';
@@ -15,8 +16,15 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
  * TLS and SASL settings of the config (a bad PEM file throws a ConfigError here). Throws when the
  * kafkajs in this process would let aborted records through to read_committed consumers.
  */
+let warnedSlowProduce = false;
+
 export function createKafka(config: KadeConfig, log: Logger, clientSuffix: string): Kafka {
   assertReadCommittedIsExact();
+  if (!fastProduceInstalled() && !warnedSlowProduce) {
+    // Only speed is at stake (kafkajs' own encoder writes the same bytes), so a warning, once.
+    warnedSlowProduce = true;
+    log.warn('kafkajs encodes Produce requests itself (kade\'s encoder needs kafkajs 2.2.4 and to load first): producing costs more CPU');
+  }
   const klog = log.child({ module: 'kafkajs' });
   return new Kafka({
     clientId: `${config.kafka.clientId}-${clientSuffix}`,
