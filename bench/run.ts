@@ -874,7 +874,9 @@ async function main(): Promise<void> {
   const runId = `kadebench-${Date.now().toString(36)}`;
   const root = packageRoot();
   const logDir = path.join(root, 'bench-results', 'logs', stamp);
-  const profileDir = path.join(root, 'docs', 'profiles');
+  // docs/profiles holds the profiles of the run docs/benchmarks.md describes: a one-stage run,
+  // which leaves that file alone, keeps its profiles with its results.
+  const profileDir = opts.routerOnly || opts.detectorOnly ? path.join(root, 'bench-results', 'profiles', stamp) : path.join(root, 'docs', 'profiles');
   mkdirSync(logDir, { recursive: true });
   mkdirSync(profileDir, { recursive: true });
   const machine = machineInfo();
@@ -955,10 +957,7 @@ async function main(): Promise<void> {
     // through a counting proxy to count round trips.
     if (opts.profile) {
       log('profiling runs (router and detector with --cpu-prof; detector behind a counting Redis proxy)');
-      for (const f of readdirSync(profileDir)) {
-        const keep = (opts.routerOnly && f.startsWith('detector')) || (opts.detectorOnly && f.startsWith('router'));
-        if (f.endsWith('.cpuprofile') && !keep) rmSync(path.join(profileDir, f));
-      }
+      for (const f of readdirSync(profileDir)) if (f.endsWith('.cpuprofile')) rmSync(path.join(profileDir, f));
       const x10 = opts.profileX10 && raw10 !== null && keyed10 !== undefined;
       if (opts.profileX10 && !x10) throw new Error('--profile-x10 needs the flat-cost runs (no --no-flat)');
       if (!opts.detectorOnly) profRouter = await runRouter(ctx, x10 ? raw10! : raw1, `${runId}.keyed.profile`, x10 ? 'x10' : 'x1', 0, x10 ? 10 : 1, 'router.cpuprofile.tmp');
