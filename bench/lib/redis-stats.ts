@@ -123,7 +123,8 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
   const hashes: string[] = [];
   const hlls: string[] = [];
   let otherKeys = 0;
-  const own: Record<string, number> = { scan: 0, memory: 0, object: 0, hvals: 0 };
+  // Named as INFO commandstats names them, so redisDelta subtracts them.
+  const own: Record<string, number> = { scan: 0, 'memory|usage': 0, 'object|encoding': 0, hvals: 0 };
   let reads = 0;
   let cursor = '0';
   do {
@@ -148,8 +149,8 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
     pipe.call('OBJECT', 'ENCODING', k);
     pipe.hvalsBuffer(k);
     const r = ((await pipe.exec()) ?? []).map(([, v]) => v);
-    own.memory++;
-    own.object++;
+    own['memory|usage']++;
+    own['object|encoding']++;
     own.hvals++;
     reads++;
     bytes += num(r[0]);
@@ -160,7 +161,7 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
   }
   for (const k of hlls) {
     bytes += num(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0'));
-    own.memory++;
+    own['memory|usage']++;
     reads++;
   }
   // Entry statistics over a deterministic sample spread over all records.
