@@ -496,7 +496,7 @@ export class Detector {
     const generation = this.state.generation();
     if (buf.firstOffset !== null) {
       const rebuilding = ps.rebuildUntil !== null;
-      const { counts } = await this.state.applyBatch(partition, buf.deltas, buf.activeByPane, ps.clock.snapshot().streamTime, buf.newPanes);
+      const { counts } = await this.state.applyBatch(partition, buf.deltas, ps.clock.snapshot().streamTime, buf.newPanes);
       // The writes went to the server verified before them; if the connection dropped meanwhile,
       // they may have gone to another one: fail, so the records are redelivered and verified again.
       if (this.state.generation() !== generation) {

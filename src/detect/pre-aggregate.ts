@@ -26,8 +26,6 @@ export interface DetectorRecord {
 
 export interface PreAggregated {
   deltas: PaneDelta[];
-  /** Group ids active in each pane of the batch. */
-  activeByPane: Map<number, Set<string>>;
   /** Panes not in knownPanes -> offset of their first record in this batch. */
   newPanes: Map<number, number>;
   late: number;
@@ -56,8 +54,6 @@ interface GroupEntry {
 export class PaneBuffer {
   readonly groups = new Map<string, GroupEntry>();
   readonly deltas: PaneDelta[] = [];
-  /** Group ids active in each pane. */
-  readonly activeByPane = new Map<number, Set<string>>();
   /** Panes not known to the partition -> offset of their first record. */
   readonly newPanes = new Map<number, number>();
   /** Records folded in (not late). */
@@ -93,7 +89,7 @@ export class PreAggregator {
 
   /** Folds a batch into `into` (a fresh buffer by default). */
   run(records: DetectorRecord[], clock: PartitionClock, now: number, opts: PreAggregateOptions = {}, into = new PaneBuffer()): PreAggregated {
-    const { groups, deltas, activeByPane, newPanes } = into;
+    const { groups, deltas, newPanes } = into;
     if (into.firstOffset === null && records.length > 0) into.firstOffset = records[0].offset;
     const known = opts.knownPanes;
     const rebuildUntil = opts.rebuildUntil ?? null;
@@ -120,9 +116,6 @@ export class PreAggregator {
         d = { gid: g.gid, groupKeyJson: kafkaKey, pane, count: 0, minOffset: r.offset, maxOffset: r.offset, offsets: [], members: new Map() };
         g.panes.set(pane, d);
         deltas.push(d);
-        let active = activeByPane.get(pane);
-        if (active === undefined) activeByPane.set(pane, (active = new Set()));
-        active.add(g.gid);
       }
       d.count++;
       d.offsets.push(r.offset);
@@ -151,6 +144,6 @@ export class PreAggregator {
       }
     }
     into.records += records.length - late;
-    return { deltas, activeByPane, newPanes, late, replayed };
+    return { deltas, newPanes, late, replayed };
   }
 }

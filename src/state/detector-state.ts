@@ -60,7 +60,7 @@ export interface DetectorState {
    * record count of deltas[i]'s (group, pane) once applied (replays counted once).
    */
   applyBatch(
-    partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
+    partition: number, deltas: PaneDelta[], streamTime: number | null,
     newPanes?: Map<number, number>,
   ): Promise<{ replayed: number; counts: number[] }>;
   loadPartition(partition: number): Promise<PartitionSnapshot>;

@@ -46,7 +46,7 @@ export class RedisState implements DetectorState {
    * counts[i]: the count of deltas[i]'s pane record once applied (offset-guarded: exact).
    */
   async applyBatch(
-    partition: number, deltas: PaneDelta[], activeByPane: Map<number, Set<string>>, streamTime: number | null,
+    partition: number, deltas: PaneDelta[], streamTime: number | null,
     newPanes: Map<number, number> = new Map(),
   ): Promise<{ replayed: number; counts: number[] }> {
     const pipe = this.redis.pipeline();
@@ -57,9 +57,11 @@ export class RedisState implements DetectorState {
       for (const [pane, offset] of newPanes) pipe.hsetnx(pfo, String(pane), String(offset));
       pipe.expire(pfo, this.ttlSeconds);
     }
-    // The groups of each pane are the fields of its hash: no list to keep.
-    for (const pane of activeByPane.keys()) pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
-    if (activeByPane.size > 0) pipe.expire(this.keys.activePanes(partition), this.ttlSeconds);
+    // The groups of each pane are the fields of its hash: only the pane list is kept.
+    const panes = new Set<number>();
+    for (const d of deltas) panes.add(d.pane);
+    for (const pane of panes) pipe.zadd(this.keys.activePanes(partition), pane, String(pane));
+    if (panes.size > 0) pipe.expire(this.keys.activePanes(partition), this.ttlSeconds);
     if (streamTime !== null) {
       // Stream time is safe to save early: it only reflects records made durable in this pipeline.
       pipe.hset(this.keys.checkpoint(partition), 'streamTime', String(streamTime));

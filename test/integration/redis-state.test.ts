@@ -51,8 +51,8 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
 
   it('updatePane: a replayed batch does not count twice', async () => {
     const d = delta({ offsets: [10, 11, 12], uris: ['/a', '/b'] });
-    await state.applyBatch(0, [d], new Map([[T0, new Set(['g1'])]]), T0);
-    const again = await state.applyBatch(0, [d], new Map([[T0, new Set(['g1'])]]), T0);
+    await state.applyBatch(0, [d], T0);
+    const again = await state.applyBatch(0, [d], T0);
     assert.equal(again.replayed, 1);
     const [agg] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(agg.count, 3);
@@ -60,9 +60,9 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
   });
 
   it('updatePane: a replay whose batch overlaps an applied one counts only the new records', async () => {
-    await state.applyBatch(0, [delta({ offsets: [10, 11, 12] })], new Map(), null);
+    await state.applyBatch(0, [delta({ offsets: [10, 11, 12] })], null);
     // After a crash the batch comes back longer: 10..15, of which 13..15 are new.
-    const res = await state.applyBatch(0, [delta({ offsets: [10, 11, 12, 13, 14, 15], uris: ['/a', '/z'] })], new Map(), null);
+    const res = await state.applyBatch(0, [delta({ offsets: [10, 11, 12, 13, 14, 15], uris: ['/a', '/z'] })], null);
     assert.equal(res.replayed, 1);
     const [agg] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(agg.count, 6);
@@ -74,7 +74,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
       delta({ pane: T0, offsets: [1, 2], uris: ['/a', '/b'], decisions: ['allow'] }),
       delta({ pane: T0 + 5 * MIN, offsets: [3], uris: ['/b', '/c'], decisions: ['forbid'] }),
       delta({ pane: T0 + 6 * MIN, offsets: [4], uris: ['/d'] }),
-    ], new Map(), null);
+    ], null);
     const [w6, w7] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + 6 * MIN }, { gid: 'g1', end: T0 + 7 * MIN }]);
     assert.equal(w6.count, 3);
     assert.equal(w6.distinct.get(URI), 3);
@@ -95,12 +95,12 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
       gid, groupKeyJson: JSON.stringify([`u${i}`, '10.0.0.1']), offsets: Array.from({ length: 1 + (i % 5) }, (_, k) => 10 * i + k),
       uris: Array.from({ length: 1 + (i % 7) }, (_, k) => `/u${i}/${k}`),
     }));
-    await state.applyBatch(1, deltas, new Map([[T0, new Set(gids)]]), T0);
+    await state.applyBatch(1, deltas, T0);
     // One group replays a batch that overlaps the applied one, amid new groups: only its new records count.
     const again = await state.applyBatch(1, [
       delta({ gid: 'g3', groupKeyJson: '["u3","10.0.0.1"]', offsets: [30, 31, 32, 33, 34, 35], uris: ['/u3/0', '/new'] }),
       delta({ gid: 'fresh', offsets: [7] }),
-    ], new Map(), null);
+    ], null);
     assert.equal(again.replayed, 1);
     const windows = [...gids, 'fresh'].map((gid) => ({ gid, end: T0 + MIN }));
     assert.ok(windows.length > WINDOWS_PER_CALL);
@@ -118,11 +118,11 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
   });
 
   it('updatePane: a pane reaching the count bound drops its sets and poisons its windows', async () => {
-    await state.applyBatch(0, [delta({ offsets: Array.from({ length: 74 }, (_, i) => i), uris: ['/a', '/b'] })], new Map(), null);
+    await state.applyBatch(0, [delta({ offsets: Array.from({ length: 74 }, (_, i) => i), uris: ['/a', '/b'] })], null);
     const [before] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(before.pruned, false);
     assert.equal(before.count, 74);
-    await state.applyBatch(0, [delta({ offsets: [100] })], new Map(), null);
+    await state.applyBatch(0, [delta({ offsets: [100] })], null);
     const [agg] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(agg.pruned, true);
     assert.equal(agg.count, 75);
@@ -137,12 +137,12 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     assert.equal(small.pruneAt, 0);
     const s = new RedisState(redis, new KeyBuilder(prefix, 'small'), small, 600);
     const decisions = Array.from({ length: 50 }, (_, i) => `d${i}`);
-    await s.applyBatch(0, [delta({ offsets: [1], decisions: decisions.slice(0, 3) })], new Map(), null);
+    await s.applyBatch(0, [delta({ offsets: [1], decisions: decisions.slice(0, 3) })], null);
     const [exact] = await s.evalCounts(0, [{ gid: 'g1', end: T0 + MIN }]);
     assert.equal(exact.distinct.get(DEC), 3);
     assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll(0, 'g1', T0, DEC)), 0, 'still exact at the threshold');
-    await s.applyBatch(0, [delta({ offsets: [2], decisions })], new Map(), null);
-    await s.applyBatch(0, [delta({ pane: T0 + MIN, offsets: [3], decisions: ['d0', 'x1'] })], new Map(), null);
+    await s.applyBatch(0, [delta({ offsets: [2], decisions })], null);
+    await s.applyBatch(0, [delta({ pane: T0 + MIN, offsets: [3], decisions: ['d0', 'x1'] })], null);
     assert.equal(await redis.exists(new KeyBuilder(prefix, 'small').paneHll(0, 'g1', T0, DEC)), 1, 'switched');
     const [approx] = await s.evalCounts(0, [{ gid: 'g1', end: T0 + 2 * MIN }]);
     // HyperLogLog of 51 values: Redis' sparse encoding is exact at this size.
@@ -151,7 +151,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     assert.equal(approx.distinct.get(URI), 1);
     // A switched pane takes more values (sent again with its HyperLogLog keys), and among many windows
     // only those holding it need them.
-    await s.applyBatch(0, [delta({ offsets: [4], decisions: ['d99'] }), delta({ gid: 'g2', offsets: [5], decisions: ['a', 'b'] })], new Map(), null);
+    await s.applyBatch(0, [delta({ offsets: [4], decisions: ['d99'] }), delta({ gid: 'g2', offsets: [5], decisions: ['a', 'b'] })], null);
     const [more, plain] = await s.evalCounts(0, [{ gid: 'g1', end: T0 + 2 * MIN }, { gid: 'g2', end: T0 + MIN }]);
     assert.equal(more.distinct.get(DEC), 52);
     assert.equal(more.count, 4);
@@ -159,7 +159,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
   });
 
   it('every key written has a TTL', async () => {
-    await state.applyBatch(3, [delta({ offsets: [1, 2] })], new Map([[T0, new Set(['g1'])]]), T0 + 1);
+    await state.applyBatch(3, [delta({ offsets: [1, 2] })], T0 + 1);
     await state.commit(3, {
       clock: { streamTime: T0 + 1, lastClosed: T0 + MIN, idleWatermark: null },
       matched: [{ gid: 'g1', end: T0 + MIN }], alerted: [{ gid: 'g1', end: T0 + MIN }], retiredPanes: [],
@@ -174,7 +174,7 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
   });
 
   it('commit and loadPartition round-trip the checkpoint, active panes and recent matches', async () => {
-    await state.applyBatch(2, [delta({ offsets: [1] }), delta({ gid: 'g2', pane: T0 + MIN, offsets: [2] })], new Map([[T0, new Set(['g1'])], [T0 + MIN, new Set(['g2'])]]), T0 + 90_000);
+    await state.applyBatch(2, [delta({ offsets: [1] }), delta({ gid: 'g2', pane: T0 + MIN, offsets: [2] })], T0 + 90_000);
     await state.commit(2, {
       clock: { streamTime: T0 + 90_000, lastClosed: T0 + MIN, idleWatermark: null },
       matched: [{ gid: 'g1', end: T0 + MIN }], alerted: [], retiredPanes: [T0],
