@@ -66,7 +66,7 @@ export class KeyBuilder {
     return `${this.part(partition)}:ckpt`;
   }
 
-  /** Pattern matching every key of this rule (for tests and `kade reset`). */
+  /** Pattern matching every key of this rule, every layout (for tests and tools). */
   pattern(): string {
     return `${this.prefix}:{${this.ruleKey}:*`;
   }
