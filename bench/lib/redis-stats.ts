@@ -86,6 +86,20 @@ export function redisDelta(a: RedisSnapshot, b: RedisSnapshot, own: Record<strin
   };
 }
 
+/** Every key matching a pattern (SCAN); `calls` is the number of SCAN round trips. */
+async function scanAll(redis: Redis, pattern: string): Promise<{ keys: string[]; calls: number }> {
+  const keys: string[] = [];
+  let calls = 0;
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 5000);
+    calls++;
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return { keys, calls };
+}
+
 export interface PaneCensus {
   /** (group, pane) pairs: fields of the pane hashes `${prefix}:{<rule>:v<layout>:p<partition>}:q:<pane base 36>`. */
   groupPanes: number;
@@ -125,19 +139,14 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
   let otherKeys = 0;
   // Named as INFO commandstats names them, so redisDelta subtracts them.
   const own: Record<string, number> = { scan: 0, 'memory|usage': 0, 'object|encoding': 0, hvals: 0 };
-  let reads = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:{${ruleKey}:*`, 'COUNT', 5000);
-    own.scan++;
-    reads++;
-    cursor = next;
-    for (const k of keys) {
-      if (paneHash.test(k)) hashes.push(k);
-      else if (paneHll.test(k)) hlls.push(k);
-      else otherKeys++;
-    }
-  } while (cursor !== '0');
+  const scanned = await scanAll(redis, `${prefix}:{${ruleKey}:*`);
+  own.scan += scanned.calls;
+  let reads = scanned.calls;
+  for (const k of scanned.keys) {
+    if (paneHash.test(k)) hashes.push(k);
+    else if (paneHll.test(k)) hlls.push(k);
+    else otherKeys++;
+  }
   const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
   let bytes = 0;
   let pairs = 0;
@@ -241,15 +250,9 @@ export function paneSampler(redis: Redis, prefix: string, ruleKey: string, basel
   let censusPairs = 0;
   let stopped = false;
   const sample = async (): Promise<void> => {
-    const hashes: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:{${ruleKey}:*:q:*`, 'COUNT', 5000);
-      count('scan');
-      out.reads++;
-      cursor = next;
-      hashes.push(...keys);
-    } while (cursor !== '0');
+    const { keys: hashes, calls } = await scanAll(redis, `${prefix}:{${ruleKey}:*:q:*`);
+    count('scan', calls);
+    out.reads += calls;
     const pipe = redis.pipeline();
     pipe.call('INFO', 'memory');
     for (const k of hashes) pipe.hlen(k);

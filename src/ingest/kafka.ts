@@ -11,13 +11,14 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn', [logLevel.INFO]: 'info', [logLevel.DEBUG]: 'debug',
 };
 
+/** createKafka warns once when kade's Produce encoder is not installed. */
+let warnedSlowProduce = false;
+
 /**
  * A kafkajs client whose logs go to pino (kafkajs INFO chatter is demoted to debug), with the
  * TLS and SASL settings of the config (a bad PEM file throws a ConfigError here). Throws when the
  * kafkajs in this process would let aborted records through to read_committed consumers.
  */
-let warnedSlowProduce = false;
-
 export function createKafka(config: KadeConfig, log: Logger, clientSuffix: string): Kafka {
   assertReadCommittedIsExact();
   if (!fastProduceInstalled() && !warnedSlowProduce) {

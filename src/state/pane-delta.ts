@@ -91,6 +91,19 @@ export function decodeEntries(buf: Buffer, start: number, fn: (code: number, val
   }
 }
 
+/** Lists each pane's hash once at the start of KEYS; returns its 1-based index in KEYS (Lua's). */
+function paneHashIndexer(keyList: string[], hashOf: (pane: number) => string): (pane: number) => number {
+  const index = new Map<number, number>();
+  return (pane) => {
+    let i = index.get(pane);
+    if (i === undefined) {
+      keyList.push(hashOf(pane));
+      index.set(pane, (i = keyList.length));
+    }
+    return i;
+  };
+}
+
 /**
  * Builds KEYS and ARGV of updatePanes-N.lua for deltas of one partition (pure). The first attempt
  * sends neither offsets nor HyperLogLog keys; a delta answered -1 or -2 is sent again with both.
@@ -102,25 +115,20 @@ export function buildUpdatePanesArgs(
   retry: boolean,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
   // The pane hashes of the call come first in KEYS, then the HyperLogLog keys of a retry.
-  const hashIndex = new Map<number, number>();
   const keyList: string[] = [];
-  for (const d of deltas) {
-    if (!hashIndex.has(d.pane)) {
-      keyList.push(keys.hash(d.pane));
-      hashIndex.set(d.pane, keyList.length);
-    }
-  }
+  const hashIndex = paneHashIndexer(keyList, keys.hash);
+  const paneIndexes = deltas.map((d) => hashIndex(d.pane));
   const args: Array<string | number | Buffer> = [
-    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length, hashIndex.size,
+    params.ttlSeconds, params.pruneAt, params.exactThreshold, Buffer.from(params.switchable), deltas.length, keyList.length,
   ];
-  for (const delta of deltas) {
+  deltas.forEach((delta, k) => {
     if (retry) for (const f of params.switchable) keyList.push(keys.hll(delta, f));
     // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
     const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
     const entries = prunes ? EMPTY : encodeEntries(delta.members, delta.groupKeyJson);
     args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0,
-      hashIndex.get(delta.pane) as number, delta.gid);
-  }
+      paneIndexes[k], delta.gid);
+  });
   return { keys: keyList, args };
 }
 
@@ -148,20 +156,13 @@ export function buildEvalWindowsArgs(
   withHll = false,
 ): { keys: string[]; args: Array<string | number | Buffer> } {
   const keyList: string[] = [];
-  const hashIndex = new Map<number, number>();
+  const hashIndex = paneHashIndexer(keyList, keys.hash);
   const p = windows.length > 0 ? windows[0].panes.length : 0;
   const perWindow: Array<string | number> = [];
   for (const { gid, panes } of windows) {
     if (panes.length !== p) throw new Error('evalWindows: every window must have as many panes');
     perWindow.push(gid);
-    for (const q of panes) {
-      let i = hashIndex.get(q);
-      if (i === undefined) {
-        keyList.push(keys.hash(q));
-        hashIndex.set(q, (i = keyList.length));
-      }
-      perWindow.push(i);
-    }
+    for (const q of panes) perWindow.push(hashIndex(q));
   }
   const n = keyList.length;
   if (mode === 'c' && withHll) {
