@@ -32,7 +32,8 @@ async function main(): Promise<void> {
   const plan = plans[0];
   const scanner = KeyedScanner.forPlans([plan]);
   const collected = new CollectedValues();
-  const parts: DetectorRecord[][] = keyedByPartition(generatedRawRecords(events, actorsScale), plans, PARTITIONS).map((list) => list.map((m) => {
+  const keyedTopic = keyedByPartition(generatedRawRecords(events, actorsScale), plans, PARTITIONS);
+  const parts: DetectorRecord[][] = keyedTopic.map((list) => list.map((m) => {
     const from = collected.length;
     const h = scanner.read(m.value, collected);
     return { offset: m.offset, eventTime: h.eventTime, collected, from, to: collected.length, kafkaKey: m.key.toString('utf8') };
@@ -50,6 +51,13 @@ async function main(): Promise<void> {
   let alerts = 0;
   const detector = new Detector(plan, state, { publish: async (a) => { alerts += a.length; } }, {
     latenessMs: 600_000, idleTimeoutMs: 1000, suppressionMs: 0, now: () => now,
+    // The keyed topic in memory: matching windows' records are read back from here.
+    keyedRecords: {
+      read: async (p, offsets) => {
+        const want = new Set(offsets);
+        return new Map(keyedTopic[p].filter((m) => want.has(m.offset)).map((m) => [m.offset, { key: m.key, value: m.value }]));
+      },
+    },
   });
   detector.assign(new Map());
   const cpu0 = await redisCpu(redis);

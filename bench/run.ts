@@ -1047,8 +1047,10 @@ async function main(): Promise<void> {
     .sort((a, b) => b[1].bytes - a[1].bytes)
     .map(([idx, v]) => {
       const f = plan.fields.find((x) => String(x.index) === idx);
-      const use = f ? [f.needDistinct ? 'count_distinct' : '', f.needValues ? 'values' : ''].filter(Boolean).join(' + ') : '';
-      return [idx === 'group key' ? idx : `${idx}: ${fieldNames.get(idx) ?? '?'}`, use, fmt(v.members, 2), fmt(v.bytes, 0)];
+      const use = f ? [f.needDistinct ? 'count_distinct' : '', f.needValues && !plan.valuesFromTopic ? 'values' : ''].filter(Boolean).join(' + ')
+        + (f.hashed ? ' (short form)' : '')
+        : idx === 'record offsets' ? 'values (read back)' : '';
+      return [idx === 'group key' || idx === 'record offsets' ? idx : `${idx}: ${fieldNames.get(idx) ?? '?'}`, use, fmt(v.members, 2), fmt(v.bytes, 0)];
     });
   const d1 = runs.detector[0];
   const commandRows: string[][] = d1?.redis

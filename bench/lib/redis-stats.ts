@@ -1,6 +1,6 @@
 import net from 'node:net';
 import type { Redis } from 'ioredis';
-import { GROUP_KEY_CODE, decodeEntries } from '../../src/state/pane-delta';
+import { GROUP_KEY_CODE, OFFSETS_CODE, decodeEntries } from '../../src/state/pane-delta';
 
 export interface RedisSnapshot {
   totalCommands: number;
@@ -192,10 +192,10 @@ export async function paneCensus(redis: Redis, prefix: string, ruleKey: string, 
       entryBytesTotal += rec.length - nl - 1;
       decodeEntries(rec, nl + 1, (code, value) => {
         const b = Buffer.byteLength(value) + (Buffer.byteLength(value) < 128 ? 2 : 3);
-        const e = (fields[code === GROUP_KEY_CODE ? 'group key' : String(code)] ??= { members: 0, bytes: 0 });
+        const e = (fields[code === GROUP_KEY_CODE ? 'group key' : code === OFFSETS_CODE ? 'record offsets' : String(code)] ??= { members: 0, bytes: 0 });
         e.members++;
         e.bytes += b;
-        if (code !== GROUP_KEY_CODE) {
+        if (code !== GROUP_KEY_CODE && code !== OFFSETS_CODE) {
           members++;
           memberBytes += b;
         }

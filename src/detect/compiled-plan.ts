@@ -12,6 +12,10 @@ export interface TrackedField {
   needValues: boolean;
   /** Some count_distinct aggregate reads it. */
   needDistinct: boolean;
+  /** Its values go into the pane records in Redis (see CompiledPlan.valuesFromTopic). */
+  stored: boolean;
+  /** Stored in their short form (value-hash.ts: itself up to 8 bytes, else a 64-bit hash). */
+  hashed: boolean;
 }
 
 /** Per-window aggregate inputs as the state store returns them. */
@@ -27,6 +31,12 @@ export type GroupKey = Array<string | null>;
 
 /** Largest K of a clause field the detector decides in memory (see CompiledPlan.clauseFields). */
 export const MAX_MEMORY_K = 64;
+
+/**
+ * Largest count bound (pruneAt) under which a matching window's records are re-read from the
+ * keyed topic for its values() (CompiledPlan.valuesFromTopic): at most this many per alert.
+ */
+export const MAX_REREAD_RECORDS = 1000;
 
 /** A rule plan compiled into functions the router and detector call. */
 export class CompiledPlan {
@@ -44,6 +54,17 @@ export class CompiledPlan {
   readonly clauseFields: Array<{ index: number; k: number }>;
   /** A pane whose own count reaches this can never be part of a match (0: no upper bound). */
   readonly pruneAt: number;
+  /**
+   * The condition bounds count() from above (pruneAt > 0), so a matching window holds fewer than
+   * pruneAt records: its values() are computed from those records, re-read from the keyed topic by
+   * the offsets its pane records keep, and Redis keeps only what count_distinct needs, in short
+   * form. Without an upper bound a window's records are unbounded: values() stay in Redis.
+   */
+  readonly valuesFromTopic: boolean;
+  /** The fields whose values go into the pane records (all, or the count_distinct ones). */
+  readonly storedFields: TrackedField[];
+  /** Stored fields that switch to a HyperLogLog above the exact threshold. */
+  readonly switchable: number[];
 
   constructor(readonly plan: RulePlan) {
     validateWindowSpec(plan.window);
@@ -64,7 +85,7 @@ export class CompiledPlan {
       if (agg.field === undefined) throw new Error(`rule ${plan.id}: aggregate ${agg.name} (${agg.fn}) needs a field`);
       let tf = byName.get(agg.field);
       if (tf === undefined) {
-        tf = { index: byName.size, accessor: resolveField(agg.field), needValues: false, needDistinct: false };
+        tf = { index: byName.size, accessor: resolveField(agg.field), needValues: false, needDistinct: false, stored: true, hashed: false };
         byName.set(agg.field, tf);
       }
       if (agg.fn === 'values') tf.needValues = true;
@@ -98,6 +119,16 @@ export class CompiledPlan {
     this.clauseFields = [...ks].filter(([, k]) => k <= Math.min(MAX_MEMORY_K, plan.distinctExactThreshold / 2)).map(([index, k]) => ({ index, k }))
       .sort((a, b) => a.k - b.k);
     this.pruneAt = countUpperBound(plan.aggregates, plan.condition);
+    this.valuesFromTopic = this.pruneAt > 0 && this.pruneAt <= MAX_REREAD_RECORDS;
+    if (this.valuesFromTopic) {
+      for (const f of this.fields) {
+        f.stored = f.needDistinct;
+        f.hashed = f.needDistinct;
+      }
+    }
+    this.storedFields = this.fields.filter((f) => f.stored);
+    // A field whose values() Redis does not have to return can become a HyperLogLog.
+    this.switchable = this.storedFields.filter((f) => f.needDistinct && (!f.needValues || this.valuesFromTopic)).map((f) => f.index);
   }
 
   /**

@@ -7,6 +7,7 @@ import { BadInputError } from '../ingest/errors';
 import { deadLetter } from '../ingest/dead-letter';
 import { CollectedValues, KeyedScanner } from '../ingest/keyed-scan';
 import { createProducer } from '../ingest/kafka';
+import { RecordsByOffset, createOffsetReader } from '../ingest/offset-reader';
 import { sendChunked } from '../ingest/send-chunked';
 import { Logger } from '../ops/logger';
 import { LagTracker, Metrics } from '../ops/metrics';
@@ -60,6 +61,7 @@ export class DetectorStage {
   private readonly positions = new Map<number, number>();
   private readonly committedAt = new Map<number, { position: number; metadata: string }>();
   private readonly checkedKeys = new Map<string, boolean>();
+  private readonly keyedRecords: RecordsByOffset;
 
   constructor(
     private readonly kafka: Kafka,
@@ -70,6 +72,8 @@ export class DetectorStage {
     private readonly metrics: Metrics,
   ) {
     this.sink = new KafkaAlertSink(kafka, config.topics.alerts, config.alerts.format);
+    // Matching windows' records are read back from here for values() (CompiledPlan.valuesFromTopic).
+    this.keyedRecords = createOffsetReader(kafka, config.topics.keyed);
     this.scanner = KeyedScanner.forPlans(plans);
     for (const plan of plans) {
       const state = new RedisState(redis, new KeyBuilder(config.redis.keyPrefix, plan.plan.stateKey), plan, config.detector.stateTtlSeconds,
@@ -81,6 +85,7 @@ export class DetectorStage {
         maxBufferedRecords: config.detector.maxBufferedRecords,
         memoryDecisionsMax: config.detector.memoryDecisionsMax,
         suppressionMs: config.alerts.suppressionMs,
+        keyedRecords: this.keyedRecords,
         now: Date.now,
       }, {
         applied: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'applied' }, n),
@@ -95,6 +100,14 @@ export class DetectorStage {
             'Redis does not hold this partition\'s state: rebuilding it by replaying the keyed topic');
         },
         replayed: (_p, n) => metrics.outcomes.inc({ stage: 'detector', outcome: 'replayed' }, n),
+        valuesIncomplete: (p, gid, windowEnd, missing, count) => {
+          metrics.alertRecordsMissing.inc(missing);
+          if (missing === count) metrics.alerts.inc({ outcome: 'unreadable' });
+          log.error({ partition: p, rule: plan.id, group: gid, windowEnd: new Date(windowEnd).toISOString(), missing, count },
+            missing === count
+              ? 'a window matched but none of its records could be read back from the keyed topic: alert not published (is its retention shorter than the detector\'s lag plus the window?)'
+              : 'a window matched but some of its records could not be read back from the keyed topic: its alert lists the values of the others');
+        },
         matched: (alerted, suppressed) => {
           metrics.alerts.inc({ outcome: 'published' }, alerted);
           metrics.alerts.inc({ outcome: 'suppressed' }, suppressed);
@@ -344,5 +357,6 @@ export class DetectorStage {
     await this.serial.run(async () => undefined);
     await this.sink.close();
     await this.dlqProducer?.disconnect();
+    await this.keyedRecords.close();
   }
 }

@@ -5,9 +5,22 @@ import { ClockState, PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
 import { DetectorRecord, PaneBuffer, PreAggregator } from './pre-aggregate';
-import { PaneDelta } from '../state/pane-delta';
+import { OFFSETS_CODE, PaneDelta, decodeOffsets } from '../state/pane-delta';
+import { AuditRecord } from '../ingest/audit-record';
+import { KeyedCodec } from '../ingest/keyed-codec';
+import { capValue } from './cap-value';
+import { groupId, groupKafkaKey } from './group-id';
 
 export type { DetectorRecord };
+
+/**
+ * Records of the keyed topic by offset (src/ingest/offset-reader.ts): a rule whose values() are
+ * re-read (CompiledPlan.valuesFromTopic) reads a matching window's records back through it.
+ * Offsets that are not there any more are absent from the answer.
+ */
+export interface KeyedRecords {
+  read(partition: number, offsets: number[]): Promise<Map<number, { key: Buffer | null; value: Buffer | null }>>;
+}
 
 /** Publishes alerts; resolves once every alert is acknowledged by the broker. */
 export interface AlertSink {
@@ -30,6 +43,8 @@ export interface DetectorOptions {
    * panes are not trusted (their windows are evaluated in Redis). 0: never decide in memory.
    */
   memoryDecisionsMax?: number;
+  /** Where a matching window's records are read back (needed when plan.valuesFromTopic). */
+  keyedRecords?: KeyedRecords;
   /** Wall clock (injected for tests). */
   now: () => number;
 }
@@ -44,6 +59,12 @@ export interface DetectorEvents {
   rebuild(partition: number, fromOffset: number, untilOffset: number, cause: 'lost-while-running' | 'lost-before-assignment'): void;
   /** Replayed records of a rebuild (already counted as applied or late once). */
   replayed(partition: number, n: number): void;
+  /**
+   * A matching window's records could not all be read back from the keyed topic (its retention
+   * deleted them, or they are unreadable): `missing` of `count`. The alert goes out with the
+   * values of the records found; with none found it cannot name its group and is not published.
+   */
+  valuesIncomplete(partition: number, gid: string, windowEnd: number, missing: number, count: number): void;
 }
 
 /** Where the group committed a partition, with the checkpoint the detector stored alongside. */
@@ -104,6 +125,13 @@ interface PaneStats {
   count: number;
   /** Fewer than K values each (K <= 64: a small array beats a Set), or null at K. */
   sets: Array<string[] | null>;
+}
+
+/** A matching window's group key and values() read back from its records, and how many were found. */
+interface WindowRecords {
+  groupKey: GroupKey | null;
+  members: Map<number, string[]>;
+  found: number;
 }
 
 export interface BatchResult {
@@ -248,6 +276,7 @@ export class Detector {
   private readonly sentUncommitted = new Map<number, Set<string>>();
   /** PaneStats entries over all partitions (bounded by memoryDecisionsMax). */
   private statsEntries = 0;
+  private readonly codec: KeyedCodec | null;
 
   constructor(
     private readonly plan: CompiledPlan,
@@ -256,7 +285,9 @@ export class Detector {
     private readonly opts: DetectorOptions,
     private readonly events: Partial<DetectorEvents> = {},
   ) {
-    this.preAggregator = new PreAggregator(plan.fields, plan.plan.window.hopMs);
+    this.preAggregator = new PreAggregator(plan.storedFields, plan.plan.window.hopMs);
+    if (plan.valuesFromTopic && opts.keyedRecords === undefined) throw new Error(`rule ${plan.id}: its values() are read back from the keyed topic, and no reader was given`);
+    this.codec = plan.valuesFromTopic ? new KeyedCodec() : null;
   }
 
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
@@ -756,6 +787,56 @@ export class Detector {
     return true;
   }
 
+  /**
+   * The values() of matching windows from their records, read back from the keyed topic by the
+   * offsets their pane records keep (CompiledPlan.valuesFromTopic). A record must be of this rule,
+   * group and window: anything else at a stored offset is not counted as found.
+   */
+  private async readBack(partition: number, refs: WindowRef[], stored: Array<{ members: Map<number, string[]> }>): Promise<WindowRecords[]> {
+    const perWindow = stored.map((v) => decodeOffsets(v.members.get(OFFSETS_CODE) ?? []));
+    const wanted = new Set<number>();
+    for (const list of perWindow) for (const o of list) wanted.add(o);
+    const got = wanted.size === 0 ? new Map<number, { key: Buffer | null; value: Buffer | null }>()
+      : await (this.opts.keyedRecords as KeyedRecords).read(partition, [...wanted].sort((a, b) => a - b));
+    const { sizeMs: W } = this.plan.plan.window;
+    const codec = this.codec as KeyedCodec;
+    return refs.map((ref, k) => {
+      const records: AuditRecord[] = [];
+      let groupKey: GroupKey | null = null;
+      for (const o of perWindow[k]) {
+        const m = got.get(o);
+        if (m === undefined || m.value === null) continue;
+        let rec;
+        try {
+          rec = codec.decode(m.value);
+        } catch {
+          continue;
+        }
+        if (rec.rule !== this.plan.id || rec.eventTime < ref.end - W || rec.eventTime >= ref.end) continue;
+        if (groupId(groupKafkaKey(rec.group)) !== ref.gid) continue;
+        groupKey = rec.group;
+        records.push(rec.record);
+      }
+      return { groupKey, members: this.valuesOf(records), found: records.length };
+    });
+  }
+
+  /** values() of each field some values() aggregate reads, over these records (as the pane records held them). */
+  private valuesOf(records: AuditRecord[]): Map<number, string[]> {
+    const out = new Map<number, string[]>();
+    for (const f of this.plan.fields) {
+      if (!f.needValues) continue;
+      const set = new Set<string>();
+      for (const r of records) {
+        const v = f.accessor.readRaw(r);
+        if (v === null || v === undefined) continue;
+        for (const x of Array.isArray(v) ? v : [v]) set.add(typeof x === 'string' ? capValue(x) : String(x));
+      }
+      if (set.size > 0) out.set(f.index, [...set]);
+    }
+    return out;
+  }
+
   private async closeWindows(partition: number, ps: PartitionState): Promise<void> {
     const { sizeMs: W, hopMs: P } = this.plan.plan.window;
     const wm = ps.clock.watermark();
@@ -784,6 +865,8 @@ export class Detector {
     const recent = new Map(ps.recent);
     let suppressed = 0;
     let resent = 0;
+    /** Matches none of whose records could be read back (valuesIncomplete): not published. */
+    let unreadable = 0;
     const publishedRefs: WindowRef[] = [];
     const sentUncommitted = this.sentUncommitted.get(partition);
     const pending = [...ends].sort((a, b) => a - b);
@@ -841,10 +924,20 @@ export class Detector {
       }
       pending.sort((a, b) => a - b);
       if (toAlert.length > 0) {
-        const values = await this.state.evalValues(partition, toAlert.map((h) => h.ref));
+        const refs = toAlert.map((h) => h.ref);
+        const stored = await this.state.evalValues(partition, refs);
+        const values = this.plan.valuesFromTopic ? await this.readBack(partition, refs, stored) : stored;
         const createdAt = this.opts.now();
         toAlert.forEach((h, k) => {
           const v = values[k];
+          if (this.plan.valuesFromTopic) {
+            const found = (v as WindowRecords).found;
+            if (found < h.agg.count) this.events.valuesIncomplete?.(partition, h.ref.gid, e, h.agg.count - found, h.agg.count);
+            if (v.groupKey === null) {
+              unreadable++;
+              return;
+            }
+          }
           if (v.groupKey === null) throw new Error(`group ${h.ref.gid} matched but its key is missing in Redis`);
           alerts.push(buildAlert(this.plan, v.groupKey, e, h.agg, v.members, createdAt));
           publishedRefs.push(h.ref);
@@ -877,6 +970,6 @@ export class Detector {
     });
     this.sentUncommitted.delete(partition);
     this.events.windowsClosed?.(partition, (upTo - from) / P + 1);
-    if (matched.length > 0) this.events.matched?.(alerted.length - resent, suppressed);
+    if (matched.length > 0) this.events.matched?.(alerted.length - resent - unreadable, suppressed);
   }
 }

@@ -6,6 +6,7 @@ import { GroupKey, TrackedField } from './compiled-plan';
 import { capValue } from './cap-value';
 import { CollectedValues } from '../ingest/keyed-scan';
 import { groupId, groupKafkaKey } from './group-id';
+import { storedFormOf } from './value-hash';
 
 /**
  * One record of the keyed topic: decoded (`record`), or read by KeyedScanner, its tracked fields'
@@ -70,11 +71,15 @@ const GID_CACHE_MAX = 200_000;
  * batch into one delta per (group, pane) with the distinct (capped) values of each tracked field.
  */
 export class PreAggregator {
-  private readonly readers: Array<{ index: number; read: TrackedField['accessor']['readRaw'] }>;
+  private readonly readers: Array<{ index: number; read: TrackedField['accessor']['readRaw']; hashed: boolean }>;
   private readonly gids = new Map<string, string>();
 
+  /**
+   * `fields`: the fields whose values go into pane records (CompiledPlan.storedFields), each in
+   * its stored form. Records read by KeyedScanner come with their values in that form already.
+   */
   constructor(fields: TrackedField[], private readonly hopMs: number) {
-    this.readers = fields.map((f) => ({ index: f.index, read: f.accessor.readRaw }));
+    this.readers = fields.filter((f) => f.stored).map((f) => ({ index: f.index, read: f.accessor.readRaw, hashed: f.hashed }));
   }
 
   private gidOf(kafkaKey: string): string {
@@ -139,11 +144,17 @@ export class PreAggregator {
         if (many && v.length === 0) continue;
         let set = d.members.get(t.index);
         if (set === undefined) d.members.set(t.index, (set = new Set()));
-        if (!many) set.add(typeof v === 'string' ? capValue(v) : String(v));
-        else for (const x of v) set.add(typeof x === 'string' ? capValue(x) : String(x));
+        if (!many) set.add(storedValue(v, t.hashed));
+        else for (const x of v) set.add(storedValue(x, t.hashed));
       }
     }
     into.records += records.length - late;
     return { deltas, newPanes, late, replayed };
   }
+}
+
+/** A field value as the pane records hold it (capped, and in short form for hashed fields). */
+function storedValue(v: string | number | boolean, hashed: boolean): string {
+  const s = typeof v === 'string' ? capValue(v) : String(v);
+  return hashed ? storedFormOf(s) : s;
 }

@@ -4,6 +4,7 @@ import { FieldPath } from '../detect/fields';
 import { avroType } from '../util/avro';
 import { BadInputError } from './errors';
 import { MAX_VALUE_CHARS, capValue } from '../detect/cap-value';
+import { storedFormOf, storedFormOfBytes } from '../detect/value-hash';
 
 /**
  * Reads keyed records (schemas/KeyedAuditRecord.avsc) straight from their Avro bytes, for the
@@ -231,6 +232,8 @@ interface Utf8Slicer {
 export class CollectedValues implements ValueSink {
   readonly fields: number[] = [];
   readonly values: string[] = [];
+  /** Per field index, 1 if its values are collected in short form (set by the scanner per rule). */
+  hashed: Uint8Array = NONE_HASHED;
 
   get length(): number {
     return this.fields.length;
@@ -238,16 +241,22 @@ export class CollectedValues implements ValueSink {
 
   /** A string value: its UTF-8 bytes as a string, capped like capValue. */
   str(field: number, buf: Buffer, start: number, end: number): void {
-    // utf8Slice: Buffer#toString without its argument checks (the range is checked already).
-    const v = (buf as unknown as Utf8Slicer).utf8Slice(start, end);
     this.fields.push(field);
     // A value of at most MAX_VALUE_CHARS bytes has at most as many characters: never capped.
-    this.values.push(end - start <= MAX_VALUE_CHARS ? v : capValue(v));
+    if (this.hashed[field] === 1 && end - start <= MAX_VALUE_CHARS) {
+      // Straight from the bytes, without a string (the form of their string, see value-hash.ts).
+      this.values.push(storedFormOfBytes(buf, start, end));
+      return;
+    }
+    // utf8Slice: Buffer#toString without its argument checks (the range is checked already).
+    const v = (buf as unknown as Utf8Slicer).utf8Slice(start, end);
+    const capped = end - start <= MAX_VALUE_CHARS ? v : capValue(v);
+    this.values.push(this.hashed[field] === 1 ? storedFormOf(capped) : capped);
   }
 
   int(field: number, value: number): void {
     this.fields.push(field);
-    this.values.push(String(value));
+    this.values.push(this.hashed[field] === 1 ? storedFormOf(String(value)) : String(value));
   }
 
   /** Drops what was appended after `length` (a record that turned out malformed). */
@@ -257,10 +266,15 @@ export class CollectedValues implements ValueSink {
   }
 }
 
-/** A rule the scanner reads records of: its id and where its tracked fields live. */
+const NONE_HASHED = new Uint8Array(0);
+
+/**
+ * A rule the scanner reads records of: its id and where the fields its pane records store live
+ * (hashed: collected in short form, value-hash.ts).
+ */
 export interface ScannedRule {
   id: string;
-  fields: Array<{ index: number; path: FieldPath }>;
+  fields: Array<{ index: number; path: FieldPath; hashed?: boolean }>;
 }
 
 /**
@@ -272,14 +286,17 @@ export class KeyedScanner {
   private readonly ruleIds: string[];
   private readonly ruleBytes: Buffer[];
   private readonly collect: Step[];
+  private readonly hashed: Uint8Array[];
   private readonly skipRecord: Step;
   private readonly skipGroup: Step;
   private readonly groupType: avro.Type;
   private readonly header: KeyedHeader = { ruleIndex: -1, rule: '', eventTime: 0, groupPos: 0 };
 
-  /** The scanner of these rules' keyed records (their tracked fields, by path). */
+  /** The scanner of these rules' keyed records (the fields their pane records store, by path). */
   static forPlans(plans: CompiledPlan[]): KeyedScanner {
-    return new KeyedScanner(plans.map((p) => ({ id: p.id, fields: p.fields.map((f) => ({ index: f.index, path: f.accessor.path })) })));
+    return new KeyedScanner(plans.map((p) => ({
+      id: p.id, fields: p.storedFields.map((f) => ({ index: f.index, path: f.accessor.path, hashed: f.hashed })),
+    })));
   }
 
   /** Throws if a field has no path or the schema holds a type the scanner does not read. */
@@ -294,6 +311,11 @@ export class KeyedScanner {
     this.skipGroup = compile(this.groupType, null);
     this.skipRecord = compile(keyed.fields[3].type, null);
     this.collect = rules.map((r) => compile(keyed.fields[3].type, captureTree(r.fields)));
+    this.hashed = rules.map((r) => {
+      const h = new Uint8Array(Math.max(0, ...r.fields.map((f) => f.index + 1)));
+      for (const f of r.fields) if (f.hashed === true) h[f.index] = 1;
+      return h;
+    });
   }
 
   /**
@@ -327,6 +349,7 @@ export class KeyedScanner {
       h.eventTime = readLong(c);
       if (h.ruleIndex >= 0) {
         c.sink = into;
+        into.hashed = this.hashed[h.ruleIndex];
         this.collect[h.ruleIndex](c);
       } else {
         this.skipRecord(c);

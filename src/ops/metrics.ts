@@ -18,7 +18,12 @@ export class Metrics {
   readonly rebuilds = new Counter({
     name: 'kade_state_rebuilds_total', help: 'Partitions whose Redis state was lost and rebuilt by replay, by cause', labelNames: ['cause'], registers: [this.registry],
   });
-  readonly alerts = new Counter({ name: 'kade_alerts_total', help: 'Rule matches by outcome: published or suppressed', labelNames: ['outcome'], registers: [this.registry] });
+  readonly alerts = new Counter({ name: 'kade_alerts_total', help: 'Rule matches by outcome: published, suppressed, or unreadable (none of its records could be read back from the keyed topic)', labelNames: ['outcome'], registers: [this.registry] });
+  readonly alertRecordsMissing = new Counter({
+    name: 'kade_alert_records_missing_total',
+    help: 'Records of matching windows that could not be read back from the keyed topic for values() (retention shorter than the detector\'s lag plus the window?)',
+    registers: [this.registry],
+  });
   readonly redisSeconds = new Histogram({
     name: 'kade_redis_call_duration_seconds', help: 'Duration of one pipelined Redis round trip, by operation', labelNames: ['op'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [this.registry],

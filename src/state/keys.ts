@@ -2,7 +2,7 @@
  * Version of the key layout, part of every hash tag: a detector of another layout finds no
  * checkpoint and rebuilds its partitions from the keyed topic instead of misreading them.
  */
-export const STATE_LAYOUT = 4;
+export const STATE_LAYOUT = 5;
 
 /**
  * Every Redis key kade writes, built in one place. Every key of one keyed partition, its pane

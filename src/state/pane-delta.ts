@@ -21,17 +21,64 @@ export interface UpdatePaneParams {
   exactThreshold: number;
   /** Field indexes that may switch to a HyperLogLog (count_distinct only). */
   switchable: number[];
+  /**
+   * Each delta's record offsets go into its pane record (one OFFSETS_CODE entry), its group key
+   * does not (CompiledPlan.valuesFromTopic).
+   */
+  keepOffsets?: boolean;
+}
+
+/**
+ * The offsets of a delta's records as one entry value: the smallest in base 36, then the gaps
+ * to the next, comma-separated (11.7 records of a pane record take ~30 bytes on the bench mix).
+ * A replay cut into other batches writes other entries with the same offsets: decodeOffsets
+ * returns each offset once.
+ */
+export function encodeOffsets(offsets: readonly number[]): string {
+  const sorted = offsets.length < 2 || isSorted(offsets) ? offsets : [...offsets].sort((a, b) => a - b);
+  let out = '';
+  let prev = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const o = sorted[i];
+    if (i > 0 && o === prev) continue;
+    out += i === 0 ? o.toString(36) : `,${(o - prev).toString(36)}`;
+    prev = o;
+  }
+  return out;
+}
+
+function isSorted(a: readonly number[]): boolean {
+  for (let i = 1; i < a.length; i++) if (a[i] < a[i - 1]) return false;
+  return true;
+}
+
+/** The distinct offsets of OFFSETS_CODE entry values, ascending. Throws on a malformed value. */
+export function decodeOffsets(values: Iterable<string>): number[] {
+  const all = new Set<number>();
+  for (const v of values) {
+    let prev = 0;
+    v.split(',').forEach((part, i) => {
+      const n = parseInt(part, 36);
+      if (!/^[0-9a-z]+$/.test(part) || !Number.isSafeInteger(n)) throw new Error(`pane record: bad offsets entry ${JSON.stringify(v)}`);
+      prev = i === 0 ? n : prev + n;
+      all.add(prev);
+    });
+  }
+  return [...all].sort((a, b) => a - b);
 }
 
 /**
  * A pane record (one field per group of its pane's Redis HASH, see updatePanes-N.lua) is a header line
  * `<count> <last offset>[ x][ h<i>,<j>...]\n` followed by entries: one byte field code, the value's
  * UTF-8 length (one byte below 128, else two bytes: 128 + high, low), the value. Field code 255
- * holds the group key. Entries are canonical, so equal bytes mean equal (field, value).
+ * holds the group key, code 254 the offsets of a delta's records (when values() are re-read from
+ * the keyed topic, CompiledPlan.valuesFromTopic; then there is no group key entry). Entries are
+ * canonical, so equal bytes mean equal (field, value).
  */
 export const GROUP_KEY_CODE = 255;
-/** Field indexes must fit the one-byte code below GROUP_KEY_CODE. */
-export const MAX_FIELD_CODE = 254;
+export const OFFSETS_CODE = 254;
+/** Field indexes must fit the one-byte code below OFFSETS_CODE. */
+export const MAX_FIELD_CODE = 253;
 /** Longest value an entry can hold; capValue keeps stored values far below it (<= 3 KiB). */
 export const MAX_ENTRY_BYTES = 0x7fff;
 
@@ -50,8 +97,15 @@ function writeEntry(out: Buffer, pos: number, code: number, value: string, bytes
 /** Byte lengths of the values being encoded (reused: no array per entry). */
 const lengths: number[] = [];
 
-/** Encodes entries (code, value) into one buffer, the group key first when given (members is read twice). */
-export function encodeEntries(members: ReadonlyMap<number, Iterable<string>> | ReadonlyArray<[number, Iterable<string>]>, groupKeyJson: string | null): Buffer {
+/**
+ * Encodes entries (code, value) into one buffer, the group key first when given, the offsets
+ * entry last when given (members is read twice).
+ */
+export function encodeEntries(
+  members: ReadonlyMap<number, Iterable<string>> | ReadonlyArray<[number, Iterable<string>]>,
+  groupKeyJson: string | null,
+  offsets: string | null = null,
+): Buffer {
   let size = 0;
   let n = 0;
   const measure = (code: number, v: string): void => {
@@ -65,11 +119,13 @@ export function encodeEntries(members: ReadonlyMap<number, Iterable<string>> | R
     if (code < 0 || code > MAX_FIELD_CODE) throw new Error(`field index ${code} does not fit a pane entry code`);
     for (const v of values) measure(code, v);
   }
+  if (offsets !== null) measure(OFFSETS_CODE, offsets);
   const out = Buffer.allocUnsafe(size);
   let pos = 0;
   n = 0;
   if (groupKeyJson !== null) pos = writeEntry(out, pos, GROUP_KEY_CODE, groupKeyJson, lengths[n++]);
   for (const [code, values] of members) for (const v of values) pos = writeEntry(out, pos, code, v, lengths[n++]);
+  if (offsets !== null) pos = writeEntry(out, pos, OFFSETS_CODE, offsets, lengths[n++]);
   return out;
 }
 
@@ -125,7 +181,9 @@ export function buildUpdatePanesArgs(
     if (retry) for (const f of params.switchable) keyList.push(keys.hll(delta, f));
     // A delta that alone reaches the prune bound will be pruned: its members would be dropped.
     const prunes = params.pruneAt > 0 && delta.count >= params.pruneAt;
-    const entries = prunes ? EMPTY : encodeEntries(delta.members, delta.groupKeyJson);
+    const entries = prunes ? EMPTY
+      : params.keepOffsets === true ? encodeEntries(delta.members, null, encodeOffsets(delta.offsets))
+        : encodeEntries(delta.members, delta.groupKeyJson);
     args.push(delta.count, delta.minOffset, delta.maxOffset, entries, retry ? delta.offsets.join(',') : '', retry ? 1 : 0,
       paneIndexes[k], delta.gid);
   });

@@ -36,9 +36,12 @@ export class RedisState implements DetectorState {
     registerScripts(redis);
     this.connection = connectionCounter(redis);
     if (plan.fields.length > MAX_FIELD_CODE + 1) throw new Error(`rule ${plan.id}: at most ${MAX_FIELD_CODE + 1} tracked fields fit a pane record`);
-    this.switchable = plan.fields.filter((f) => f.needDistinct && !f.needValues).map((f) => f.index);
+    this.switchable = plan.switchable;
     this.distinct = plan.fields.filter((f) => f.needDistinct).map((f) => f.index);
-    this.update = { ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable };
+    this.update = {
+      ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable,
+      keepOffsets: plan.valuesFromTopic,
+    };
   }
 
   /**

@@ -4,13 +4,13 @@ import Redis from 'ioredis';
 import { dlqTopic } from '../../src/config/load';
 import { CompiledPlan } from '../../src/detect/compiled-plan';
 import { DetectorStage } from '../../src/detect/detector-stage';
-import { groupKafkaKey } from '../../src/detect/group-id';
+import { groupId, groupKafkaKey } from '../../src/detect/group-id';
 import { emptyAuditRecord } from '../../src/ingest/audit-record';
 import { KeyedCodec } from '../../src/ingest/keyed-codec';
 import { ensureTopics } from '../../src/ingest/topics';
 import { createRedis } from '../../src/main';
 import { createLogger } from '../../src/ops/logger';
-import { decodeEntries } from '../../src/state/pane-delta';
+import { OFFSETS_CODE, decodeEntries, decodeOffsets } from '../../src/state/pane-delta';
 import { Metrics } from '../../src/ops/metrics';
 import { loadRules } from '../../src/rules/load-rules';
 import { startRedisInstance } from '../helpers/redis-instance';
@@ -197,7 +197,10 @@ describe('detector stage on a real broker and Redis', function () {
         for (const [gid, rec] of Object.entries(await admin.hgetallBuffer(key))) {
           const nl = rec.indexOf(10);
           const entries: string[] = [];
-          decodeEntries(rec, nl + 1, (code, value) => entries.push(`${code}=${value}`));
+          const offsets: string[] = [];
+          // The offsets entries follow the batches, which a replay cuts differently: their union counts.
+          decodeEntries(rec, nl + 1, (code, value) => (code === OFFSETS_CODE ? offsets.push(value) : entries.push(`${code}=${value}`)));
+          if (offsets.length > 0) entries.push(`offsets=${decodeOffsets(offsets).join(',')}`);
           fields.set(gid, `${rec.toString('latin1', 0, nl)} | ${entries.sort().join(' ')}`);
         }
         out.set(key, fields);
@@ -232,12 +235,12 @@ describe('detector stage on a real broker and Redis', function () {
       const rebuilds = (await metrics.rebuilds.get()).values.reduce((n, v) => n + v.value, 0);
       assert.equal(rebuilds, 2, 'one rebuild per rule');
       const after = await paneState();
-      const newGroup = JSON.stringify(['late-comer', '10.0.0.1']);
+      const newGroup = groupId(groupKafkaKey(['late-comer', '10.0.0.1']));
       for (const [key, fields] of before) {
         const now = after.get(key);
         assert.ok(now !== undefined, `pane ${key} is back`);
         for (const [gid, rec] of fields) assert.equal(now.get(gid), rec, `${key} ${gid}: the same count, last offset and values as before the loss`);
-        assert.equal([...now.values()].filter((r) => !r.includes(newGroup)).length, fields.size, `${key}: no other group`);
+        assert.equal([...now.keys()].filter((gid) => gid !== newGroup).length, fields.size, `${key}: no other group`);
       }
     } finally {
       await producer.disconnect();

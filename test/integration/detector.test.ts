@@ -17,6 +17,7 @@ import { canonicalKade, canonicalOracle, diffAlerts } from '../helpers/compare-a
 import { oracleAlerts } from '../helpers/esql-oracle';
 import { REDIS_URL, deleteByPrefix, uniquePrefix } from '../helpers/redis';
 import { mulberry32 } from '../helpers/audit-generator';
+import { MemoryKeyedRecords } from '../helpers/keyed-records';
 
 const PARTITIONS = 4;
 
@@ -104,6 +105,7 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     const p = plan();
     const events = [...generateAuditStream({ seed: opts.seed, events: opts.events, attacks: 25 })];
     const parts = route(p, events);
+    const keyedRecords = new MemoryKeyedRecords(p.id, (i) => parts[i]);
     const sink = new MemorySink();
     let wall = 0;
     let rebuilds = 0;
@@ -116,7 +118,7 @@ describe('detector on real Redis against the ES|QL oracle', function () {
     const make = (): Detector => {
       const d = new Detector(p, new FlakyCommitState(redis, new KeyBuilder(prefix, p.plan.stateKey), p, 3600, opts.failCommitAfterPublish === true), sink, {
         latenessMs: 30_000, idleTimeoutMs: 10_000, suppressionMs: 360_000, now: () => wall, flushIntervalMs: opts.flushIntervalMs ?? 0,
-        memoryDecisionsMax: opts.memoryDecisionsMax,
+        memoryDecisionsMax: opts.memoryDecisionsMax, keyedRecords,
       }, { rebuild: (_p, from, until) => { rebuilds++; toReplay += until - from; }, replayed: (_p, n) => { replayed += n; }, matched: (a, s) => { matched += a + s; } });
       d.assign(decodedCommitted());
       instances.push(d);

@@ -8,6 +8,7 @@ import { loadRuleFile } from '../../src/rules/load-rules';
 import { KeyBuilder } from '../../src/state/keys';
 import { RedisState } from '../../src/state/redis-state';
 import { packageRoot } from '../../src/util/package-root';
+import { MemoryKeyedRecords } from '../helpers/keyed-records';
 import { REDIS_URL, deleteByPrefix, keysByPrefix, uniquePrefix } from '../helpers/redis';
 
 describe('hostile values never reach Redis as they are (real Redis)', function () {
@@ -23,13 +24,13 @@ describe('hostile values never reach Redis as they are (real Redis)', function (
     const plan = loadRuleFile(path.join(packageRoot(), 'rules', 'endpoint-permission-enumeration.rule.json'));
     const alerts: Alert[] = [];
     let wall = Date.UTC(2030, 0, 1);
+    const records: DetectorRecord[] = [];
     const detector = new Detector(plan, new RedisState(redis, new KeyBuilder(prefix, plan.plan.stateKey), plan, 600), {
       publish: async (a) => { alerts.push(...a); },
-    }, { latenessMs: 0, idleTimeoutMs: 1, suppressionMs: 360_000, now: () => wall });
+    }, { latenessMs: 0, idleTimeoutMs: 1, suppressionMs: 360_000, now: () => wall, keyedRecords: new MemoryKeyedRecords(plan.id, () => records) });
     const huge = (c: string, n: number): string => c.repeat(n);
     const user = `attacker-${huge('u', 100_000)}`;
     const resources = ['pods', 'secrets', 'configmaps', 'nodes', 'services'];
-    const records: DetectorRecord[] = [];
     for (let i = 0; i < 12; i++) {
       const ev = {
         kind: 'Event', stage: 'ResponseComplete', verb: 'get', user: { username: user, groups: ['g'] }, sourceIPs: ['198.51.100.7'],

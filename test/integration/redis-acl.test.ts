@@ -6,6 +6,7 @@ import { Alert } from '../../src/alerts/alert';
 import { loadRuleFile } from '../../src/rules/load-rules';
 import { KeyBuilder } from '../../src/state/keys';
 import { RedisState } from '../../src/state/redis-state';
+import { MemoryKeyedRecords } from '../helpers/keyed-records';
 import { packageRoot } from '../../src/util/package-root';
 import { auditRecord } from '../helpers/audit-records';
 import { RedisInstance, startRedisInstance } from '../helpers/redis-instance';
@@ -36,12 +37,13 @@ describe('Redis ACL: kade runs as a user limited to its commands and keys', func
       const plan = loadRuleFile(path.join(packageRoot(), 'rules', 'endpoint-permission-enumeration.rule.json'));
       const alerts: Alert[] = [];
       let wall = Date.UTC(2030, 0, 1);
+      let records: DetectorRecord[] = [];
       const detector = new Detector(plan, new RedisState(redis, new KeyBuilder('kadeacl', plan.plan.stateKey), plan, 600),
         { publish: async (a) => { alerts.push(...a); } },
-        { latenessMs: 0, idleTimeoutMs: 1, suppressionMs: 360_000, now: () => wall });
+        { latenessMs: 0, idleTimeoutMs: 1, suppressionMs: 360_000, now: () => wall, keyedRecords: new MemoryKeyedRecords(plan.id, () => records) });
       const T0 = Date.UTC(2026, 0, 5, 10, 0, 0);
       const resources = ['pods', 'secrets', 'configmaps', 'nodes'];
-      const records: DetectorRecord[] = Array.from({ length: 10 }, (_, i) => ({
+      records = Array.from({ length: 10 }, (_, i) => ({
         offset: i, eventTime: T0 + i * 1000, group: ['mallory', '203.0.113.9'],
         record: auditRecord({ uri: `/api/v1/${resources[i % 4]}/${i}`, resource: resources[i % 4], decision: i % 2 ? 'forbid' : 'allow', code: i % 2 ? 403 : 200 }),
       }));

@@ -4,7 +4,7 @@ import Redis from 'ioredis';
 import { CompiledPlan } from '../../src/detect/compiled-plan';
 import { loadRuleFile } from '../../src/rules/load-rules';
 import { KeyBuilder } from '../../src/state/keys';
-import { PaneDelta } from '../../src/state/pane-delta';
+import { OFFSETS_CODE, PaneDelta, decodeOffsets } from '../../src/state/pane-delta';
 import { DELTAS_PER_CALL, RedisState, WINDOWS_PER_CALL } from '../../src/state/redis-state';
 import { packageRoot } from '../../src/util/package-root';
 import { REDIS_URL, deleteByPrefix, keysByPrefix, uniquePrefix } from '../helpers/redis';
@@ -12,6 +12,11 @@ import { REDIS_URL, deleteByPrefix, keysByPrefix, uniquePrefix } from '../helper
 const MIN = 60_000;
 const T0 = Date.UTC(2026, 0, 5, 10, 0, 0);
 const seed = (): CompiledPlan => loadRuleFile(path.join(packageRoot(), 'rules', 'endpoint-permission-enumeration.rule.json'));
+/** The seed rule without its bound on count(): values() stay in Redis (not read back from the keyed topic). */
+const unbounded = (): CompiledPlan => {
+  const p = seed().plan;
+  return new CompiledPlan({ ...p, condition: p.condition.filter((c) => c.aggregate !== 'Esql.document_count') });
+};
 
 function fieldIndex(plan: CompiledPlan, name: string): number {
   const f = plan.fields.find((x) => x.accessor.name === name);
@@ -69,26 +74,42 @@ describe('Redis state and its Lua scripts (real Redis)', function () {
     assert.equal(agg.distinct.get(URI), 2);
   });
 
-  it('evalWindow: unions panes; counts add, distinct values merge', async () => {
-    await state.applyBatch(0, [
-      delta({ pane: T0, offsets: [1, 2], uris: ['/a', '/b'], decisions: ['allow'] }),
-      delta({ pane: T0 + 5 * MIN, offsets: [3], uris: ['/b', '/c'], decisions: ['forbid'] }),
-      delta({ pane: T0 + 6 * MIN, offsets: [4], uris: ['/d'] }),
-    ], null);
-    const [w6, w7] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + 6 * MIN }, { gid: 'g1', end: T0 + 7 * MIN }]);
-    assert.equal(w6.count, 3);
-    assert.equal(w6.distinct.get(URI), 3);
-    assert.equal(w6.distinct.get(DEC), 2);
-    // window [T0+1m, T0+7m) has lost pane T0 and gained pane T0+6m
-    assert.equal(w7.count, 2);
-    assert.equal(w7.distinct.get(URI), 3);
-    assert.equal(w7.distinct.get(DEC), 2);
-    const [vals] = await state.evalValues(0, [{ gid: 'g1', end: T0 + 6 * MIN }]);
-    assert.deepEqual(vals.groupKey, ['mallory', '203.0.113.9']);
-    assert.deepEqual([...(vals.members.get(URI) ?? [])].sort(), ['/a', '/b', '/c']);
-  });
+  for (const mode of ['values in Redis', 'values read back'] as const) {
+    it(`evalWindow (${mode}): unions panes; counts add, distinct values merge`, async () => {
+      if (mode === 'values in Redis') {
+        plan = unbounded();
+        state = new RedisState(redis, new KeyBuilder(prefix, plan.plan.stateKey), plan, 600);
+      }
+      assert.equal(plan.valuesFromTopic, mode === 'values read back');
+      await state.applyBatch(0, [
+        delta({ pane: T0, offsets: [1, 2], uris: ['/a', '/b'], decisions: ['allow'] }),
+        delta({ pane: T0 + 5 * MIN, offsets: [3], uris: ['/b', '/c'], decisions: ['forbid'] }),
+        delta({ pane: T0 + 6 * MIN, offsets: [4], uris: ['/d'] }),
+      ], null);
+      const [w6, w7] = await state.evalCounts(0, [{ gid: 'g1', end: T0 + 6 * MIN }, { gid: 'g1', end: T0 + 7 * MIN }]);
+      assert.equal(w6.count, 3);
+      assert.equal(w6.distinct.get(URI), 3);
+      assert.equal(w6.distinct.get(DEC), 2);
+      // window [T0+1m, T0+7m) has lost pane T0 and gained pane T0+6m
+      assert.equal(w7.count, 2);
+      assert.equal(w7.distinct.get(URI), 3);
+      assert.equal(w7.distinct.get(DEC), 2);
+      const [vals] = await state.evalValues(0, [{ gid: 'g1', end: T0 + 6 * MIN }]);
+      if (mode === 'values in Redis') {
+        assert.deepEqual(vals.groupKey, ['mallory', '203.0.113.9']);
+        assert.equal(vals.members.get(OFFSETS_CODE), undefined);
+      } else {
+        // No group key; the offsets of the window's records, for reading them back.
+        assert.equal(vals.groupKey, null);
+        assert.deepEqual(decodeOffsets(vals.members.get(OFFSETS_CODE) ?? []), [1, 2, 3]);
+      }
+      assert.deepEqual([...(vals.members.get(URI) ?? [])].sort(), ['/a', '/b', '/c']);
+    });
+  }
 
   it('updatePanes: many groups of a partition in calls of DELTAS_PER_CALL, each counted and read back in order', async () => {
+    plan = unbounded();
+    state = new RedisState(redis, new KeyBuilder(prefix, plan.plan.stateKey), plan, 600);
     const n = 2 * DELTAS_PER_CALL + 37;
     const gids = Array.from({ length: n }, (_, i) => `g${i}`);
     const deltas = gids.map((gid, i) => delta({

@@ -428,10 +428,11 @@ describe('k8s/grafana-dashboard.json', () => {
     kade_redis_call_duration_seconds: { type: 'histogram', labels: ['op'] },
     kade_consumer_lag_records: { type: 'gauge', labels: ['stage'] },
     kade_state_rebuilds_total: { type: 'counter', labels: ['cause'] },
+    kade_alert_records_missing_total: { type: 'counter', labels: [] },
   };
   const OUTCOMES: Record<string, string[]> = {
     kade_events_total: ['routed', 'filtered', 'dead_lettered', 'applied', 'late', 'unknown_rule', 'replayed'],
-    kade_alerts_total: ['published', 'suppressed'],
+    kade_alerts_total: ['published', 'suppressed', 'unreadable'],
   };
   // Labels Prometheus (Operator) adds to every scraped series, and the ServiceMonitor's relabeling.
   const TARGET_LABELS = ['namespace', 'pod', 'instance', 'job', 'service', 'endpoint', 'container', 'component'];

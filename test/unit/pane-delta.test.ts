@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import {
-  GROUP_KEY_CODE, PaneDelta, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, needsHll, parseCountsReply, parseUpdateReply, parseValuesReply,
+  GROUP_KEY_CODE, OFFSETS_CODE, PaneDelta, decodeOffsets, encodeOffsets, buildEvalWindowsArgs, buildUpdatePanesArgs, decodeEntries, encodeEntries, needsHll, parseCountsReply, parseUpdateReply, parseValuesReply,
 } from '../../src/state/pane-delta';
 
 const keys = { hash: (pane: number) => `q.${pane}`, hll: (d: PaneDelta, f: number) => `hll${f}.${d.gid}` };
@@ -56,6 +56,23 @@ describe('Lua argument builders and the pane record encoding', () => {
     const retry = buildUpdatePanesArgs(keys, [delta(2), other], params, true);
     assert.deepEqual(retry.keys, ['q.60000', 'hll0.g', 'hll0.h']);
     assert.deepEqual(retry.args.slice(10, 14), ['10,12', 1, 1, 'g']);
+  });
+
+  it('keepOffsets: a delta\'s record offsets as one entry (base 36, gaps), no group key entry', () => {
+    const d = { ...delta(3), offsets: [1_000_000, 1_000_001, 1_000_040] };
+    const params = { ttlSeconds: 600, pruneAt: 75, exactThreshold: 3000, switchable: [0], keepOffsets: true };
+    const { args } = buildUpdatePanesArgs(keys, [d], params, false);
+    const entries = decodeAll(args[9] as Buffer);
+    assert.deepEqual(entries, [[0, 'allow'], [0, 'forbid'], [1, 'get'], [OFFSETS_CODE, `${(1_000_000).toString(36)},1,13`]]);
+    assert.deepEqual(decodeOffsets([entries[3][1]]), [1_000_000, 1_000_001, 1_000_040]);
+    // Unsorted or repeated offsets (a replay cut into other batches) come back once each, sorted.
+    assert.equal(encodeOffsets([7, 3, 3, 5]), '3,2,2');
+    assert.deepEqual(decodeOffsets(['3,2,2', '5,2,a', '0']), [0, 3, 5, 7, 17]);
+    assert.deepEqual(decodeOffsets([]), []);
+    assert.throws(() => decodeOffsets(['3,,2']), /bad offsets entry/);
+    assert.throws(() => decodeOffsets(['-3']), /bad offsets entry/);
+    // A pruning delta keeps nothing, offsets included.
+    assert.equal((buildUpdatePanesArgs(keys, [delta(75)], params, false).args[9] as Buffer).length, 0);
   });
 
   it('sends no entries for a delta that alone reaches the prune bound', () => {
