@@ -11,8 +11,9 @@
  * keyed: values crafted to collide (2^32 work per pair) could make a window count fewer distinct
  * values than it holds (README, Guarantees).
  *
- * The hash: two 32-bit lanes of MurmurHash3-style mixing over the bytes, each finished with
- * fmix32 and cross-mixed. Stable forever (it is part of the state layout): changing it needs a
+ * The hash: two 32-bit lanes of MurmurHash3-style mixing over the bytes, 4 at a time (little
+ * endian; a 1-3 byte tail as one more block tagged with its length), finished with fmix32 and
+ * cross-mixed. Stable forever (it is part of the state layout): changing it needs a
  * new STATE_LAYOUT.
  */
 
@@ -21,19 +22,32 @@ export const RAW_MAX_BYTES = 8;
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
-// Lane state (module-level: the hot loop allocates nothing).
+// Hash state (module-level: the hot loop allocates nothing): two lanes, and the bytes not yet
+// mixed (little-endian, `pending` of them).
 let h1 = 0;
 let h2 = 0;
+let word = 0;
+let pending = 0;
 
-function mixByte(b: number): void {
-  let k = Math.imul(b ^ 0x5bd1e995, 0xcc9e2d51);
+/** Mixes one 32-bit little-endian block into both lanes (MurmurHash3's block step, twice). */
+function mixWord(w: number): void {
+  let k = Math.imul(w, 0xcc9e2d51);
   k = (k << 15) | (k >>> 17);
   h1 ^= Math.imul(k, 0x1b873593);
-  h1 = Math.imul((h1 << 13) | (h1 >>> 19), 5) + 0xe6546b64;
-  let j = Math.imul(b ^ 0x27d4eb2f, 0x85ebca77);
+  h1 = (Math.imul((h1 << 13) | (h1 >>> 19), 5) + 0xe6546b64) | 0;
+  let j = Math.imul(w, 0x85ebca77);
   j = (j << 13) | (j >>> 19);
   h2 ^= Math.imul(j, 0xc2b2ae3d);
-  h2 = Math.imul((h2 << 17) | (h2 >>> 15), 9) + 0x52dce729;
+  h2 = (Math.imul((h2 << 17) | (h2 >>> 15), 9) + 0x52dce729) | 0;
+}
+
+function pushByte(b: number): void {
+  word |= b << (pending * 8);
+  if (++pending === 4) {
+    mixWord(word);
+    word = 0;
+    pending = 0;
+  }
 }
 
 function fmix(h: number): number {
@@ -44,8 +58,14 @@ function fmix(h: number): number {
   return h ^ (h >>> 16);
 }
 
-/** The 11 characters of the 64 bits (h1, h2) after the length is mixed in. */
+/** The 11 characters of the 64 bits (h1, h2) after the tail and the length are mixed in. */
 function finish(length: number): string {
+  if (pending > 0) {
+    // The tail (1-3 bytes), as a block of its own with its byte count in the top byte.
+    mixWord(word | (pending << 24));
+    word = 0;
+    pending = 0;
+  }
   h1 ^= length;
   h2 ^= Math.imul(length, 0x9e3779b1);
   const a = fmix((h1 + h2) | 0) >>> 0;
@@ -65,6 +85,8 @@ function finish(length: number): string {
 function start(): void {
   h1 = 0x9747b28c;
   h2 = 0x2f6b5d31;
+  word = 0;
+  pending = 0;
 }
 
 /**
@@ -75,10 +97,15 @@ function start(): void {
 export function storedFormOfBytes(buf: Buffer, startAt: number, end: number): string {
   if (end - startAt <= RAW_MAX_BYTES) return buf.toString('utf8', startAt, end);
   start();
-  for (let i = startAt; i < end; i++) {
-    const b = buf[i];
-    if (b >= 0x80) return storedFormOf(buf.toString('utf8', startAt, end));
-    mixByte(b);
+  let i = startAt;
+  for (const last = end - 4; i <= last; i += 4) {
+    const w = buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24);
+    if ((w & 0x80808080) !== 0) return storedFormOf(buf.toString('utf8', startAt, end));
+    mixWord(w);
+  }
+  for (; i < end; i++) {
+    if (buf[i] >= 0x80) return storedFormOf(buf.toString('utf8', startAt, end));
+    pushByte(buf[i]);
   }
   return finish(end - startAt);
 }
@@ -95,11 +122,11 @@ export function storedFormOf(s: string): string {
   for (let i = 0; i < s.length; i++) {
     let c = s.charCodeAt(i);
     if (c < 0x80) {
-      mixByte(c);
+      pushByte(c);
       n += 1;
     } else if (c < 0x800) {
-      mixByte(0xc0 | (c >> 6));
-      mixByte(0x80 | (c & 63));
+      pushByte(0xc0 | (c >> 6));
+      pushByte(0x80 | (c & 63));
       n += 2;
     } else {
       if (c >= 0xd800 && c <= 0xdfff) {
@@ -107,18 +134,18 @@ export function storedFormOf(s: string): string {
         if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
           c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
           i++;
-          mixByte(0xf0 | (c >> 18));
-          mixByte(0x80 | ((c >> 12) & 63));
-          mixByte(0x80 | ((c >> 6) & 63));
-          mixByte(0x80 | (c & 63));
+          pushByte(0xf0 | (c >> 18));
+          pushByte(0x80 | ((c >> 12) & 63));
+          pushByte(0x80 | ((c >> 6) & 63));
+          pushByte(0x80 | (c & 63));
           n += 4;
           continue;
         }
         c = 0xfffd;
       }
-      mixByte(0xe0 | (c >> 12));
-      mixByte(0x80 | ((c >> 6) & 63));
-      mixByte(0x80 | (c & 63));
+      pushByte(0xe0 | (c >> 12));
+      pushByte(0x80 | ((c >> 6) & 63));
+      pushByte(0x80 | (c & 63));
       n += 3;
     }
   }

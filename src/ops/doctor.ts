@@ -162,6 +162,7 @@ async function checkTopics(admin: Admin, config: KadeConfig): Promise<Check[]> {
     ? await admin.describeConfigs({ includeSynonyms: false, resources: withConfig.map((s) => ({ type: ConfigResourceTypes.TOPIC, name: s.topic, configNames: (s.configEntries ?? []).map((e) => e.name) })) })
     : { resources: [] };
   const topicConfig = new Map(described.resources.map((r) => [r.resourceName, new Map(r.configEntries.map((e) => [e.configName, e.configValue]))]));
+  const keyedRetention = existing.has(config.topics.keyed) ? await retentionMs(admin, config.topics.keyed) : null;
 
   return specs.flatMap((spec): Check[] => {
     const what = `topic ${spec.topic} (${roleOf(spec.topic, config)})`;
@@ -170,6 +171,7 @@ async function checkTopics(admin: Admin, config: KadeConfig): Promise<Check[]> {
       return [problem(`${what} does not exist.`, `run \`kade topics\` (creates the missing topics with the configured partitions: ${spec.numPartitions} here), or create it yourself with ${spec.numPartitions} partition(s).`)];
     }
     const lines: Check[] = [partitionCheck(spec, have, what, config)];
+    if (spec.topic === config.topics.keyed && keyedRetention !== null) lines.push(retentionCheck(keyedRetention, what, config));
     const actual = topicConfig.get(spec.topic);
     for (const entry of spec.configEntries ?? []) {
       const value = actual?.get(entry.name);
@@ -181,6 +183,30 @@ async function checkTopics(admin: Admin, config: KadeConfig): Promise<Check[]> {
     }
     return lines;
   });
+}
+
+async function retentionMs(admin: Admin, topic: string): Promise<number | null> {
+  const d = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }] });
+  const v = d.resources[0]?.configEntries.find((e) => e.configName === 'retention.ms')?.configValue;
+  return v === undefined ? null : Number(v);
+}
+
+/**
+ * The keyed topic is read again: a rebuild replays its last ~7.5 minutes of event time, and an
+ * alert of a count-bounded rule reads its window's records back (README, Guarantees). Both need
+ * them still there after the detector's lag: at least detector.stateTtlSeconds (1 h) of retention.
+ */
+function retentionCheck(ms: number, what: string, config: KadeConfig): Check {
+  const need = config.detector.stateTtlSeconds * 1000;
+  const hours = (x: number): string => `${(x / 3_600_000).toFixed(x % 3_600_000 === 0 ? 0 : 2)} h`;
+  if (ms < 0) return ok(`${what} keeps records forever (retention.ms=${ms}).`);
+  if (ms < need) {
+    return problem(
+      `${what} keeps records ${hours(ms)} (retention.ms=${ms}), less than detector.stateTtlSeconds (${hours(need)}): a detector that falls that far behind cannot rebuild lost state or read an alert's records back for its values().`,
+      `kafka-configs.sh --alter --entity-type topics --entity-name ${config.topics.keyed} --add-config retention.ms=86400000 (1 day, as k8s/kafka-topics.yaml).`,
+    );
+  }
+  return ok(`${what} keeps records ${hours(ms)} (retention.ms=${ms}).`);
 }
 
 function partitionCheck(spec: TopicSpec, have: number, what: string, config: KadeConfig): Check {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Kafka, KafkaMessage, logLevel } from 'kafkajs';
+import { Kafka, KafkaMessage, Producer, logLevel } from 'kafkajs';
 import { KadeConfig, loadConfig } from '../../src/config/load';
 
 export const BROKERS = (process.env.KADE_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
@@ -66,5 +66,38 @@ export async function deleteTopics(kafka: Kafka, config: KadeConfig): Promise<vo
     if (mine.length > 0) await admin.deleteTopics({ topics: mine });
   } finally {
     await admin.disconnect();
+  }
+}
+
+/**
+ * Interleaved transactions of two producers on partition 0, aborted in the reverse of the order
+ * they began (what a dead router's open transactions look like once the new owner fences them):
+ *   0 A1  1 B1  2 A2  3 B2  4 abort(B)  5 abort(A)  6 C1  7 commit(C)
+ * The broker lists B's aborted transaction before A's. kafkajs 2.2.4's own filter hands a reader
+ * from offset 0 A1, and a reader from offset 2 A2. Records have key 'k'.
+ */
+export async function writeInterleavedAborts(kafka: Kafka, topic: string): Promise<void> {
+  const producers: Producer[] = [];
+  const txProducer = async (id: string): Promise<Producer> => {
+    const p = kafka.producer({ transactionalId: `${topic}-${id}`, idempotent: true, maxInFlightRequests: 1 });
+    await p.connect();
+    producers.push(p);
+    return p;
+  };
+  try {
+    const a = await (await txProducer('a')).transaction();
+    const b = await (await txProducer('b')).transaction();
+    const send = (tx: typeof a, value: string) => tx.send({ topic, messages: [{ key: 'k', value, partition: 0 }] });
+    await send(a, 'A1');
+    await send(b, 'B1');
+    await send(a, 'A2');
+    await send(b, 'B2');
+    await b.abort();
+    await a.abort();
+    const c = await (await txProducer('c')).transaction();
+    await send(c, 'C1');
+    await c.commit();
+  } finally {
+    await Promise.all(producers.map((p) => p.disconnect()));
   }
 }

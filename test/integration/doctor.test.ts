@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { ConfigResourceTypes } from 'kafkajs';
 import { ensureTopics } from '../../src/ingest/topics';
 import { runDoctor } from '../../src/ops/doctor';
 import { KadeConfig } from '../../src/config/load';
@@ -33,6 +34,7 @@ describe('kade doctor (real broker and Redis)', function () {
         line(lines, new RegExp(`^OK +topic ${t.replace(/\./g, '\\.')} .*exists with \\d+ partition`));
       }
       line(lines, /^OK +topic .*\.dlq .*max\.message\.bytes=16777216/);
+      line(lines, /^OK +topic .*\(keyed topic\) keeps records .*\(retention\.ms=/);
       line(lines, /^OK +Redis: reachable/);
       line(lines, /^OK +Redis: version \d+\.\d+/);
       line(lines, /^OK +Redis: maxmemory-policy is noeviction, .*used_memory .*maxmemory/);
@@ -66,6 +68,27 @@ describe('kade doctor (real broker and Redis)', function () {
       assert.match(line(more.lines, /^OK +topic .*keyed topic/), /more than topics\.keyedPartitions \(1\): fine/);
     } finally {
       await deleteTopics(testKafka(), config);
+    }
+  });
+
+  it('flags a keyed topic that keeps records for less than detector.stateTtlSeconds', async () => {
+    const config = isolatedConfig('doctor-retention');
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(kafka, config, true);
+      await admin.alterConfigs({ validateOnly: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: config.topics.keyed, configEntries: [{ name: 'retention.ms', value: '600000' }] }] });
+      const { code, lines } = await doctor(config);
+      assert.equal(code, 1, lines.join('\n'));
+      assert.match(line(lines, /^PROBLEM +topic .*keyed topic.*retention/), /keeps records 0\.17 h \(retention\.ms=600000\), less than detector\.stateTtlSeconds \(1 h\).*Fix: kafka-configs\.sh --alter .*retention\.ms=86400000/);
+      // A shorter state TTL asks for less.
+      const short = await doctor({ ...config, detector: { ...config.detector, stateTtlSeconds: 300 } });
+      assert.equal(short.code, 0, short.lines.join('\n'));
+      line(short.lines, /^OK +topic .*keyed topic\) keeps records 0\.17 h/);
+    } finally {
+      await admin.disconnect();
+      await deleteTopics(kafka, config);
     }
   });
 

@@ -3,7 +3,7 @@ import { Kafka, Message, Producer, logLevel } from 'kafkajs';
 import { DependencyError } from '../../src/ingest/errors';
 import { FetchedRecord, createOffsetReader } from '../../src/ingest/offset-reader';
 import { freePort } from '../helpers/ports';
-import { testKafka, uniqueName } from '../helpers/kafka';
+import { testKafka, uniqueName, writeInterleavedAborts } from '../helpers/kafka';
 
 /** A map of records as [offset, key, value] rows in offset order (strings, null kept). */
 function rows(m: Map<number, FetchedRecord>): Array<[number, string | null, string | null]> {
@@ -95,27 +95,16 @@ describe('offset reader on a real broker: records of one partition by offset, ou
 
   it('leaves out aborted records, commit and abort markers, and offsets at or past the end', async () => {
     const topic = await newTopic('or-aborted');
-    // Like a dead router's transactions fenced by the new owner (see read-committed.test.ts):
-    //   0 A1  1 B1  2 A2  3 B2  4 abort(B)  5 abort(A)  6 C1  7 commit(C)  8 P (plain); end 9
-    const producers = await Promise.all(['a', 'b', 'c'].map((id) => txProducer(kafka, `${topic}-${id}`)));
+    // Like a dead router's transactions fenced by the new owner (helpers/kafka.ts):
+    //   0 A1  1 B1  2 A2  3 B2  4 abort(B)  5 abort(A)  6 C1  7 commit(C), then 8 P (plain); end 9
+    await writeInterleavedAborts(kafka, topic);
     const plain = kafka.producer();
     await plain.connect();
     try {
-      const [a, b] = [await producers[0].transaction(), await producers[1].transaction()];
-      const send = (t: typeof a, value: string) => t.send({ topic, messages: [{ key: 'k', value, partition: 0 }] });
-      await send(a, 'A1');
-      await send(b, 'B1');
-      await send(a, 'A2');
-      await send(b, 'B2');
-      await b.abort();
-      await a.abort();
-      const c = await producers[2].transaction();
-      await send(c, 'C1');
-      await c.commit();
       const [{ baseOffset }] = await plain.send({ topic, messages: [{ key: 'p', value: 'P', partition: 0 }] });
       assert.equal(baseOffset, '8', 'the layout the test expects');
     } finally {
-      await Promise.all([...producers, plain].map((p) => p.disconnect()));
+      await plain.disconnect();
     }
 
     const reader = createOffsetReader(kafka, topic);

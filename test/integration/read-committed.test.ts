@@ -1,43 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Kafka, Producer } from 'kafkajs';
+import { Kafka } from 'kafkajs';
 import { createKafka } from '../../src/ingest/kafka';
 import { createLogger } from '../../src/ops/logger';
-import { isolatedConfig, testKafka, uniqueName, waitFor } from '../helpers/kafka';
-
-/**
- * Interleaved transactions of two producers on one partition, aborted in the reverse of the order
- * they began (what a dead router's open transactions look like once the new owner fences them):
- *   0 A1  1 B1  2 A2  3 B2  4 abort(B)  5 abort(A)  6 C1  7 commit(C)
- * The broker lists B's aborted transaction before A's. kafkajs 2.2.4's own filter hands a reader
- * from offset 0 A1, and a reader from offset 2 A2.
- */
-async function writeInterleavedAborts(kafka: Kafka, topic: string): Promise<void> {
-  const producers: Producer[] = [];
-  const txProducer = async (id: string): Promise<Producer> => {
-    const p = kafka.producer({ transactionalId: `${topic}-${id}`, idempotent: true, maxInFlightRequests: 1 });
-    await p.connect();
-    producers.push(p);
-    return p;
-  };
-  try {
-    const a = await (await txProducer('a')).transaction();
-    const b = await (await txProducer('b')).transaction();
-    const send = (tx: typeof a, value: string) => tx.send({ topic, messages: [{ key: 'k', value, partition: 0 }] });
-    await send(a, 'A1');
-    await send(b, 'B1');
-    await send(a, 'A2');
-    await send(b, 'B2');
-    await b.abort();
-    await a.abort();
-    const c = await (await txProducer('c')).transaction();
-    await send(c, 'C1');
-    await c.commit();
-  } finally {
-    await Promise.all(producers.map((p) => p.disconnect()));
-  }
-}
+import { isolatedConfig, testKafka, uniqueName, waitFor, writeInterleavedAborts } from '../helpers/kafka';
 
 async function readFrom(kafka: Kafka, topic: string, offset: string): Promise<string[]> {
   const consumer = kafka.consumer({ groupId: uniqueName('rc'), readUncommitted: false });
