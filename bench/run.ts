@@ -967,7 +967,8 @@ async function main(): Promise<void> {
         if (tmp === undefined || !existsSync(tmp)) continue;
         const final = path.join(profileDir, `${role}.cpuprofile`);
         renameSync(tmp, final);
-        const s = summarizeProfile(final, 15);
+        // The measured interval only (group Stable to done), not the start-up and shutdown.
+        const s = summarizeProfile(final, 15, r === null ? undefined : { fromMs: (r.secondsFromSpawn - r.seconds) * 1000, toMs: r.secondsFromSpawn * 1000 });
         const kept = keepProfile(final);
         profiles[role] = { ...s, file: path.relative(root, final), kept: kept.file, bytes: kept.bytes };
       }
@@ -1294,7 +1295,9 @@ function markdown(m: MdInput): string {
   for (const [role, p] of Object.entries(m.profiles)) {
     L.push(`### ${role}`);
     L.push('');
-    L.push(`\`node --cpu-prof\` on the ${role} child process over one full run (${fmt(p.wallMs / 1000, 1)} s wall, `
+    const span = p.window === undefined ? `over one full run (${fmt(p.wallMs / 1000, 1)} s wall, `
+      : `over one run, counting only its measured interval (group Stable to done: ${fmt((p.window.toMs - p.window.fromMs) / 1000, 1)} s of the process's ${fmt(p.wallMs / 1000, 1)} s; start-up and shutdown left out; `;
+    L.push(`\`node --cpu-prof\` on the ${role} child process ${span}`
       + `${fmt(p.busyMs / 1000, 1)} s busy, GC ${fmt(p.gcMs / 1000, 1)} s = ${fmt((p.gcMs / p.busyMs) * 100, 1)}% of busy). `
       + (p.kept ? `Profile: \`${p.kept}\` (${fmt(p.bytes / 1024)} KiB; open in Chrome DevTools or speedscope).` : `Profile not kept (${fmt(p.bytes / 2 ** 20, 1)} MiB >= 5 MiB); summary only.`));
     L.push('');

@@ -27,6 +27,8 @@ export interface HotFunction {
 export interface ProfileSummary {
   file: string;
   wallMs: number;
+  /** The part summarized, in ms from the profile's start (the whole profile when absent). */
+  window?: { fromMs: number; toMs: number };
   busyMs: number;
   idleMs: number;
   gcMs: number;
@@ -56,15 +58,23 @@ function area(url: string): string {
   return u.split('/').slice(0, 2).join('/');
 }
 
-/** Self time per function of a .cpuprofile (sample deltas attributed to the sampled node). */
-export function summarizeProfile(file: string, topN = 15): ProfileSummary {
+/**
+ * Self time per function of a .cpuprofile (sample deltas attributed to the sampled node). With a
+ * window (ms from the profile's start, which is the process's start) only samples inside it
+ * count: a worker's measured interval, without its start-up (module loading, connecting,
+ * joining the group) and shutdown.
+ */
+export function summarizeProfile(file: string, topN = 15, window?: { fromMs: number; toMs: number }): ProfileSummary {
   const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   const samples = prof.samples ?? [];
   const deltas = prof.timeDeltas ?? [];
   // timeDeltas[i] is the time before sample i; attribute the interval after a sample to it.
+  let at = 0;
   for (let i = 0; i < samples.length; i++) {
+    at += deltas[i] ?? 0;
+    if (window !== undefined && (at < window.fromMs * 1000 || at >= window.toMs * 1000)) continue;
     const dt = i + 1 < deltas.length ? deltas[i + 1] : 0;
     selfUs.set(samples[i], (selfUs.get(samples[i]) ?? 0) + Math.max(0, dt));
   }
@@ -99,6 +109,7 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
   return {
     file,
     wallMs: (prof.endTime - prof.startTime) / 1000,
+    window,
     busyMs: busy / 1000,
     idleMs: idle / 1000,
     gcMs: gc / 1000,
