@@ -93,6 +93,34 @@ describe('offset reader on a real broker: records of one partition by offset, ou
     }
   });
 
+  it('reads offsets scattered over many batches in waves of parallel fetches, one per batch touched', async () => {
+    const topic = await newTopic('or-waves');
+    const plain = kafka.producer();
+    await plain.connect();
+    try {
+      // 12 batches of 50 records: 0-49, 50-99, ..., 550-599.
+      for (let b = 0; b < 12; b++) await plain.send({ topic, messages: msgs(`b${b}`, 50, 0) });
+    } finally {
+      await plain.disconnect();
+    }
+    const reader = createOffsetReader(kafka, topic, { maxBytes: 1 });
+    try {
+      // 5, 160, 420 and 599 start fetches in the first wave; 170 waits (100 or less behind 160)
+      // and is then found in 160's batch (150-199) without a fetch of its own.
+      const got = rows(await reader.read(0, [599, 170, 5, 420, 160]));
+      assert.deepEqual(got, [
+        [5, 'b0-k5', 'b0-v5'], [160, 'b3-k10', 'b3-v10'], [170, 'b3-k20', 'b3-v20'], [420, 'b8-k20', 'b8-v20'], [599, 'b11-k49', 'b11-v49'],
+      ]);
+      assert.equal(reader.fetches, 4);
+      // More offsets than fetches in flight, each in a batch of its own, and one past the end.
+      const many = Array.from({ length: 12 }, (_, b) => b * 50 + 7);
+      assert.deepEqual(rows(await reader.read(0, [...many, 600])).map((r) => r[0]), many);
+      assert.equal(reader.fetches, 4 + 12 + 1);
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('leaves out aborted records, commit and abort markers, and offsets at or past the end', async () => {
     const topic = await newTopic('or-aborted');
     // Like a dead router's transactions fenced by the new owner (helpers/kafka.ts):
