@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const parts: DetectorRecord[][] = keyedTopic.map((list) => list.map((m) => {
     const from = collected.length;
     const h = scanner.read(m.value, collected);
-    return { offset: m.offset, eventTime: h.eventTime, collected, from, to: collected.length, kafkaKey: m.key.toString('utf8') };
+    return { offset: m.offset, eventTime: h.eventTime, collected, from, to: collected.length, kafkaKey: m.key.toString('utf8'), value: m.value };
   }));
   const redis = new Redis(url);
   const prefix = `split${process.pid}`;

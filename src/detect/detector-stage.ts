@@ -268,8 +268,8 @@ export class DetectorStage {
         const offset = Number(m.offset);
         const kafkaKey = this.keyOf(m.key, m.value, h.groupPos);
         list.push(kafkaKey === undefined
-          ? { offset, eventTime: h.eventTime, group: this.scanner.group(m.value, h.groupPos), collected, from, to }
-          : { offset, eventTime: h.eventTime, collected, from, to, kafkaKey });
+          ? { offset, eventTime: h.eventTime, group: this.scanner.group(m.value, h.groupPos), collected, from, to, value: m.value }
+          : { offset, eventTime: h.eventTime, collected, from, to, kafkaKey, value: m.value });
       } catch (err) {
         const e = err instanceof BadInputError ? err : new BadInputError('invalid-avro', `keyed record is not a KeyedAuditRecord: ${(err as Error).message}`);
         bad.push(deadLetter({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers, timestamp: m.timestamp }, e, null));

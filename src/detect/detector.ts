@@ -8,6 +8,7 @@ import { DetectorRecord, PaneBuffer, PreAggregator } from './pre-aggregate';
 import { OFFSETS_CODE, PaneDelta, decodeOffsets } from '../state/pane-delta';
 import { AuditRecord } from '../ingest/audit-record';
 import { KeyedCodec } from '../ingest/keyed-codec';
+import { CollectedValues, KeyedScanner } from '../ingest/keyed-scan';
 import { capValue } from './cap-value';
 import { groupId, groupKafkaKey } from './group-id';
 
@@ -125,6 +126,14 @@ interface PaneStats {
   count: number;
   /** Fewer than K values each (K <= 64: a small array beats a Set), or null at K. */
   sets: Array<string[] | null>;
+  /**
+   * values() read back from the keyed topic (CompiledPlan.valuesFromTopic): the pane's values()
+   * per field while its count is below the bound, so its alerts need no Kafka read; null once
+   * at the bound (or not kept).
+   */
+  values: Map<number, Set<string>> | null;
+  /** The group's Kafka key (groupKafkaKey) while values are kept. */
+  key: string | null;
 }
 
 /** A matching window's group key and values() read back from its records, and how many were found. */
@@ -277,6 +286,9 @@ export class Detector {
   /** PaneStats entries over all partitions (bounded by memoryDecisionsMax). */
   private statsEntries = 0;
   private readonly codec: KeyedCodec | null;
+  /** Reads the values()-only fields of a kept record (valuesFromTopic), and its scratch space. */
+  private readonly valuesScanner: KeyedScanner | null;
+  private readonly scratchValues = new CollectedValues();
 
   constructor(
     private readonly plan: CompiledPlan,
@@ -285,9 +297,12 @@ export class Detector {
     private readonly opts: DetectorOptions,
     private readonly events: Partial<DetectorEvents> = {},
   ) {
-    this.preAggregator = new PreAggregator(plan.storedFields, plan.plan.window.hopMs);
+    this.preAggregator = new PreAggregator(plan.storedFields, plan.plan.window.hopMs, plan.valuesFromTopic ? plan.pruneAt : 0);
     if (plan.valuesFromTopic && opts.keyedRecords === undefined) throw new Error(`rule ${plan.id}: its values() are read back from the keyed topic, and no reader was given`);
     this.codec = plan.valuesFromTopic ? new KeyedCodec() : null;
+    this.valuesScanner = plan.valuesFromTopic
+      ? new KeyedScanner([{ id: plan.id, fields: plan.fields.filter((f) => f.needValues).map((f) => ({ index: f.index, path: f.accessor.path })) }])
+      : null;
   }
 
   /** Forgets in-memory state of all partitions; it is reloaded from Redis on next use. */
@@ -728,10 +743,17 @@ export class Detector {
           this.untrust(ps, d.pane);
           return;
         }
-        byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => []) }));
+        const keep = this.plan.valuesFromTopic;
+        byGroup.set(d.gid, (st = { count: 0, sets: fields.map(() => []), values: keep ? new Map() : null, key: keep ? d.groupKeyJson : null }));
         this.statsEntries++;
       }
       st.count = counts[i];
+      if (st.values !== null) {
+        // Every record of the pane is in some delta this detector wrote (a trusted pane): while
+        // below the count bound each delta brings its records along.
+        if (st.count >= this.plan.pruneAt || d.sources === undefined || d.sources.length !== d.count) st.values = null;
+        else for (const r of d.sources) if (!this.keepValues(st.values, r)) { st.values = null; break; }
+      }
       for (let j = 0; j < fields.length; j++) {
         const set = st.sets[j];
         if (set === null) continue;
@@ -747,6 +769,52 @@ export class Detector {
         }
       }
     });
+  }
+
+  /** Adds a kept record's values() (as readBack reads them) to `into`; false when it has neither bytes nor a record. */
+  private keepValues(into: Map<number, Set<string>>, r: { value?: Buffer; record?: AuditRecord }): boolean {
+    const add = (index: number, v: string): void => {
+      let set = into.get(index);
+      if (set === undefined) into.set(index, (set = new Set()));
+      set.add(v);
+    };
+    if (r.value !== undefined) {
+      const c = this.scratchValues;
+      c.truncate(0);
+      (this.valuesScanner as KeyedScanner).read(r.value, c);
+      for (let i = 0; i < c.length; i++) add(c.fields[i], c.values[i]);
+      return true;
+    }
+    if (r.record === undefined) return false;
+    for (const [index, values] of this.valuesOf([r.record])) for (const v of values) add(index, v);
+    return true;
+  }
+
+  /**
+   * The group key and values() of a matching window whose panes this detector wrote itself and
+   * still holds the values of (PaneStats.values), or null: then they are read back from Kafka.
+   */
+  private valuesInMemory(ps: PartitionState, ref: WindowRef): WindowRecords | null {
+    const { sizeMs: W, hopMs: P } = this.plan.plan.window;
+    const members = new Map<number, Set<string>>();
+    let key: string | null = null;
+    let found = 0;
+    for (let q = ref.end - W; q < ref.end; q += P) {
+      if (!ps.panes.has(q)) continue;
+      if (!ps.trusted.has(q)) return null;
+      const st = ps.stats.get(q)?.get(ref.gid);
+      if (st === undefined) continue;
+      if (st.values === null || st.key === null) return null;
+      key = st.key;
+      found += st.count;
+      for (const [index, set] of st.values) {
+        let u = members.get(index);
+        if (u === undefined) members.set(index, (u = new Set()));
+        for (const v of set) u.add(v);
+      }
+    }
+    if (key === null) return null;
+    return { groupKey: JSON.parse(key) as GroupKey, members: new Map([...members].map(([i, set]) => [i, [...set]])), found };
   }
 
   /**
@@ -925,8 +993,17 @@ export class Detector {
       pending.sort((a, b) => a - b);
       if (toAlert.length > 0) {
         const refs = toAlert.map((h) => h.ref);
-        const stored = await this.state.evalValues(partition, refs);
-        const values = this.plan.valuesFromTopic ? await this.readBack(partition, refs, stored) : stored;
+        let values: Array<WindowRecords | { groupKey: GroupKey | null; members: Map<number, string[]> }>;
+        if (this.plan.valuesFromTopic) {
+          // From memory where this detector wrote every pane; the rest read back from Kafka.
+          const known = refs.map((ref) => this.valuesInMemory(ps, ref));
+          const rest = refs.filter((_, k) => known[k] === null);
+          const read = rest.length === 0 ? [] : await this.readBack(partition, rest, await this.state.evalValues(partition, rest));
+          let j = 0;
+          values = known.map((v) => v ?? read[j++]);
+        } else {
+          values = await this.state.evalValues(partition, refs);
+        }
         const createdAt = this.opts.now();
         toAlert.forEach((h, k) => {
           const v = values[k];

@@ -23,6 +23,8 @@ export interface DetectorRecord {
   to?: number;
   /** The record's Kafka key, which the router sets to groupKafkaKey(group); computed when absent. */
   kafkaKey?: string;
+  /** The keyed record's Avro value (kept with small deltas, see PaneDelta.sources). */
+  value?: Buffer;
 }
 
 export interface PreAggregated {
@@ -77,8 +79,9 @@ export class PreAggregator {
   /**
    * `fields`: the fields whose values go into pane records (CompiledPlan.storedFields), each in
    * its stored form. Records read by KeyedScanner come with their values in that form already.
+   * `sourcesBelow` > 0: a delta keeps its records (PaneDelta.sources) while it counts fewer.
    */
-  constructor(fields: TrackedField[], private readonly hopMs: number) {
+  constructor(fields: TrackedField[], private readonly hopMs: number, private readonly sourcesBelow = 0) {
     this.readers = fields.filter((f) => f.stored).map((f) => ({ index: f.index, read: f.accessor.readRaw, hashed: f.hashed }));
   }
 
@@ -123,6 +126,7 @@ export class PreAggregator {
         deltas.push(d);
       }
       d.count++;
+      if (d.count < this.sourcesBelow) (d.sources ??= []).push(r);
       d.offsets.push(r.offset);
       if (r.offset < d.minOffset) d.minOffset = r.offset;
       if (r.offset > d.maxOffset) d.maxOffset = r.offset;

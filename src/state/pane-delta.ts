@@ -1,4 +1,5 @@
 import { GroupKey } from '../detect/compiled-plan';
+import type { AuditRecord } from '../ingest/audit-record';
 
 /** What one batch adds to one (group, pane): pre-aggregated so each costs one Lua call. */
 export interface PaneDelta {
@@ -13,6 +14,12 @@ export interface PaneDelta {
   offsets: number[];
   /** Members per tracked field index (values as strings). */
   members: Map<number, Set<string>>;
+  /**
+   * The delta's records while it holds fewer than the rule's count bound (values() read back,
+   * CompiledPlan.valuesFromTopic): the detector keeps the values() of panes it wrote itself from
+   * them, so their alerts need no read from Kafka.
+   */
+  sources?: Array<{ value?: Buffer; record?: AuditRecord }>;
 }
 
 export interface UpdatePaneParams {

@@ -38,7 +38,11 @@ describe('values() read back from the keyed topic (real Redis)', function () {
     return { offset: 100 + i * 3, eventTime: T0 + i * 1000, group: ['mallory', '203.0.113.9'], record };
   });
 
-  async function run(hide: (offset: number) => boolean): Promise<{
+  /**
+   * memoryDecisionsMax 0: no pane is trusted, so values() are read back from the keyed topic (as
+   * after a restart or a rebalance); by default the detector wrote the panes itself and has them.
+   */
+  async function run(hide: (offset: number) => boolean, memoryDecisionsMax?: number): Promise<{
     alerts: Alert[]; asked: number[]; incomplete: Array<{ missing: number; count: number }>; published: number;
     /** The pane hashes' values once the batch is written (before the windows close and retire them). */
     stored: string;
@@ -51,7 +55,7 @@ describe('values() read back from the keyed topic (real Redis)', function () {
     let wall = Date.UTC(2030, 0, 1);
     const detector = new Detector(plan, new RedisState(redis, new KeyBuilder(prefix, plan.plan.stateKey), plan, 600),
       { publish: async (a) => { alerts.push(...a); } },
-      { latenessMs: 0, idleTimeoutMs: 1, suppressionMs: 360_000, now: () => wall, keyedRecords: source },
+      { latenessMs: 0, idleTimeoutMs: 1, suppressionMs: 360_000, now: () => wall, keyedRecords: source, memoryDecisionsMax },
       { valuesIncomplete: (_p, _g, _e, missing, count) => incomplete.push({ missing, count }), matched: (a) => { published += a; } });
     await detector.onBatch(0, records, records[records.length - 1].offset + 1);
     let stored = '';
@@ -64,7 +68,7 @@ describe('values() read back from the keyed topic (real Redis)', function () {
   }
 
   it('an alert\'s values() are its records\' (read back by their offsets); Redis holds no values()-only field', async () => {
-    const { alerts, asked, incomplete, published, stored } = await run(() => false);
+    const { alerts, asked, incomplete, published, stored } = await run(() => false, 0);
     assert.equal(alerts.length, 1);
     assert.equal(published, 1);
     assert.deepEqual(incomplete, []);
@@ -88,7 +92,7 @@ describe('values() read back from the keyed topic (real Redis)', function () {
 
   it('records gone from the keyed topic: the alert lists the values of the others, and the loss is reported', async () => {
     const gone = new Set([100, 103, 106, 109]);
-    const { alerts, incomplete, published } = await run((o) => gone.has(o));
+    const { alerts, incomplete, published } = await run((o) => gone.has(o), 0);
     assert.equal(alerts.length, 1);
     assert.equal(published, 1);
     assert.deepEqual(incomplete, [{ missing: 4, count: 10 }]);
@@ -100,9 +104,24 @@ describe('values() read back from the keyed topic (real Redis)', function () {
   });
 
   it('no record left: the alert cannot name its group and is not published, but counted', async () => {
-    const { alerts, incomplete, published } = await run(() => true);
+    const { alerts, incomplete, published } = await run(() => true, 0);
     assert.equal(alerts.length, 0);
     assert.equal(published, 0);
     assert.deepEqual(incomplete, [{ missing: 10, count: 10 }]);
+  });
+
+  it('panes the detector wrote itself: the same alert from memory, without reading Kafka', async () => {
+    const fromKafka = await run(() => false, 0);
+    await deleteByPrefix(redis, prefix);
+    // Nothing in the keyed topic now: the alert can only come from memory.
+    const fromMemory = await run(() => true);
+    assert.deepEqual(fromMemory.asked, [], 'no record is read back');
+    assert.deepEqual(fromMemory.incomplete, []);
+    assert.equal(fromMemory.alerts.length, 1);
+    const sorted = (a: Alert): unknown => ({
+      ...a, createdAt: 0,
+      esql: Object.fromEntries(Object.entries(a.esql).map(([k, v]) => [k, Array.isArray(v) ? [...v].sort() : v])),
+    });
+    assert.deepEqual(sorted(fromMemory.alerts[0]), sorted(fromKafka.alerts[0]));
   });
 });
