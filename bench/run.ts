@@ -1332,10 +1332,10 @@ function markdown(m: MdInput): string {
   L.push('  connection (a client write after the server answered = one round trip = one pipeline) and top-level RESP');
   L.push('  commands; `total_reads_processed` is reported as an upper bound (a large pipeline takes several reads).');
   L.push('- **Memory per (group, pane)**: while the detector runs, every 250 ms the bench counts the (group, pane) pairs in');
-  L.push('  Redis (SCAN of the pane hashes `<prefix>:{epe2:v4:p<partition>}:q:<pane base 36>`, HLEN of each) and reads');
+  L.push(`  Redis (SCAN of the pane hashes \`<prefix>:{epe2:v${STATE_LAYOUT}:p<partition>}:q:<pane base 36>\`, HLEN of each) and reads`);
   L.push('  `used_memory`; the figure is `used_memory` minus before at the sample with the most pairs, over those pairs:');
-  L.push('  everything the detector keeps (pane records, HLLs, partition keys, suppression) per live pair. (State layout 4');
-  L.push('  deletes a pane\'s hash once no window reads it, so the end of a run holds few pairs.) The MEMORY USAGE figure');
+  L.push('  everything the detector keeps (pane records, HLLs, partition keys, suppression) per live pair. (Since state layout 4');
+  L.push('  a pane\'s hash is deleted once no window reads it, so the end of a run holds few pairs.) The MEMORY USAGE figure');
   L.push('  (every pane hash and pane HLL, taken when the pairs first exceed 1.2x the previous census) is the per-key view');
   L.push('  without the partition keys and allocator overhead. The sampler\'s own commands are subtracted from the command counts.');
   L.push('- **Alert latency**: fresh topics; router and detector run live (lateness 30 s, idle timeout 2 s) while the bench');
