@@ -18,7 +18,7 @@ import { DetectorRecord, PreAggregator } from '../src/detect/pre-aggregate';
 import { PartitionClock } from '../src/window/partition-clock';
 import { buildUpdatePanesArgs } from '../src/state/pane-delta';
 import { KeyBuilder } from '../src/state/keys';
-import { DELTAS_PER_CALL } from '../src/state/redis-state';
+import { DELTAS_PER_CALL, updatePaneParams } from '../src/state/redis-state';
 import { KeyedMessage, generatedRawRecords, keyedByPartition } from './lib/keyed-stream';
 
 const events = Number(process.argv[2] ?? 100_000);
@@ -38,7 +38,7 @@ byPartition.forEach((list, partition) => {
 const keyed = batches.reduce((n, b) => n + b.messages.length, 0);
 
 const keys = new KeyBuilder('kade', plan.plan.stateKey);
-const update = { ttlSeconds: 3600, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: plan.fields.filter((f) => f.needDistinct && !f.needValues).map((f) => f.index) };
+const update = updatePaneParams(plan, 3600);
 
 function us(t0: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(t0);
@@ -52,7 +52,7 @@ function round(mode: 'scan' | 'avsc'): { decode: number; aggregate: number; args
   let aggregate = 0;
   let args = 0;
   let deltas = 0;
-  const pre = new PreAggregator(plan.fields, plan.plan.window.hopMs);
+  const pre = new PreAggregator(plan.storedFields, plan.plan.window.hopMs);
   const clocks = new Map<number, PartitionClock>();
   for (const b of batches) {
     let t = process.cpuUsage();

@@ -4,12 +4,11 @@ import { DependencyError } from '../ingest/errors';
 import { ClockState, PartitionClock } from '../window/partition-clock';
 import { paneStart } from '../window/panes';
 import { CompiledPlan, GroupKey, WindowAggregates } from './compiled-plan';
-import { DetectorRecord, PaneBuffer, PreAggregator } from './pre-aggregate';
+import { DetectorRecord, PaneBuffer, PreAggregator, storedValue } from './pre-aggregate';
 import { OFFSETS_CODE, PaneDelta, decodeOffsets } from '../state/pane-delta';
 import { AuditRecord } from '../ingest/audit-record';
 import { KeyedCodec } from '../ingest/keyed-codec';
 import { CollectedValues, KeyedScanner } from '../ingest/keyed-scan';
-import { capValue } from './cap-value';
 import { groupId, groupKafkaKey } from './group-id';
 
 export type { DetectorRecord };
@@ -773,20 +772,15 @@ export class Detector {
 
   /** Adds a kept record's values() (as readBack reads them) to `into`; false when it has neither bytes nor a record. */
   private keepValues(into: Map<number, Set<string>>, r: { value?: Buffer; record?: AuditRecord }): boolean {
-    const add = (index: number, v: string): void => {
-      let set = into.get(index);
-      if (set === undefined) into.set(index, (set = new Set()));
-      set.add(v);
-    };
     if (r.value !== undefined) {
       const c = this.scratchValues;
       c.truncate(0);
       (this.valuesScanner as KeyedScanner).read(r.value, c);
-      for (let i = 0; i < c.length; i++) add(c.fields[i], c.values[i]);
+      for (let i = 0; i < c.length; i++) addTo(into, c.fields[i], c.values[i]);
       return true;
     }
     if (r.record === undefined) return false;
-    for (const [index, values] of this.valuesOf([r.record])) for (const v of values) add(index, v);
+    this.addValues(into, r.record);
     return true;
   }
 
@@ -807,14 +801,10 @@ export class Detector {
       if (st.values === null || st.key === null) return null;
       key = st.key;
       found += st.count;
-      for (const [index, set] of st.values) {
-        let u = members.get(index);
-        if (u === undefined) members.set(index, (u = new Set()));
-        for (const v of set) u.add(v);
-      }
+      for (const [index, set] of st.values) for (const v of set) addTo(members, index, v);
     }
     if (key === null) return null;
-    return { groupKey: JSON.parse(key) as GroupKey, members: new Map([...members].map(([i, set]) => [i, [...set]])), found };
+    return { groupKey: JSON.parse(key) as GroupKey, members: asArrays(members), found };
   }
 
   /**
@@ -891,18 +881,19 @@ export class Detector {
 
   /** values() of each field some values() aggregate reads, over these records (as the pane records held them). */
   private valuesOf(records: AuditRecord[]): Map<number, string[]> {
-    const out = new Map<number, string[]>();
+    const out = new Map<number, Set<string>>();
+    for (const r of records) this.addValues(out, r);
+    return asArrays(out);
+  }
+
+  /** Adds one record's values() to `into`, read as the pre-aggregation reads a decoded record. */
+  private addValues(into: Map<number, Set<string>>, record: AuditRecord): void {
     for (const f of this.plan.fields) {
       if (!f.needValues) continue;
-      const set = new Set<string>();
-      for (const r of records) {
-        const v = f.accessor.readRaw(r);
-        if (v === null || v === undefined) continue;
-        for (const x of Array.isArray(v) ? v : [v]) set.add(typeof x === 'string' ? capValue(x) : String(x));
-      }
-      if (set.size > 0) out.set(f.index, [...set]);
+      const v = f.accessor.readRaw(record);
+      if (v === null || v === undefined) continue;
+      for (const x of Array.isArray(v) ? v : [v]) addTo(into, f.index, storedValue(x, false));
     }
-    return out;
   }
 
   private async closeWindows(partition: number, ps: PartitionState): Promise<void> {
@@ -1049,4 +1040,14 @@ export class Detector {
     this.events.windowsClosed?.(partition, (upTo - from) / P + 1);
     if (matched.length > 0) this.events.matched?.(alerted.length - resent - unreadable, suppressed);
   }
+}
+
+function addTo(into: Map<number, Set<string>>, index: number, v: string): void {
+  let set = into.get(index);
+  if (set === undefined) into.set(index, (set = new Set()));
+  set.add(v);
+}
+
+function asArrays(sets: Map<number, Set<string>>): Map<number, string[]> {
+  return new Map([...sets].map(([i, set]) => [i, [...set]]));
 }

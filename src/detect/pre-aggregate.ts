@@ -158,7 +158,7 @@ export class PreAggregator {
 }
 
 /** A field value as the pane records hold it (capped, and in short form for hashed fields). */
-function storedValue(v: string | number | boolean, hashed: boolean): string {
+export function storedValue(v: string | number | boolean, hashed: boolean): string {
   const s = typeof v === 'string' ? capValue(v) : String(v);
   return hashed ? storedFormOf(s) : s;
 }

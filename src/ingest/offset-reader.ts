@@ -268,11 +268,12 @@ export function createOffsetReader(kafka: Kafka, topic: string, opts: { maxBytes
       let stopAt = Infinity;
       /** [from, to] ranges read (or below the log start): what they lack does not exist. */
       const covered: Array<[number, number]> = [];
+      let start: number | undefined; // the log start offset, asked once per wave when needed
       for (let i = 0; i < picks.length; i++) {
         const at = picks[i];
         const data = results[i];
         if (data === 'out-of-range') {
-          const start = await lanes[0].logStartOffset(partition);
+          start ??= await lanes[0].logStartOffset(partition);
           if (at < start) covered.push([0, start - 1]);
           else stopAt = Math.min(stopAt, at);
           continue;

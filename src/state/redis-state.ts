@@ -10,6 +10,14 @@ import {
 } from './pane-delta';
 import { registerScripts } from './scripts';
 
+/** What updatePanes-N.lua needs to know of a rule (also used by bench/detect-micro.ts). */
+export function updatePaneParams(plan: CompiledPlan, ttlSeconds: number): UpdatePaneParams {
+  return {
+    ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: plan.switchable,
+    keepOffsets: plan.valuesFromTopic,
+  };
+}
+
 /** Deltas per updatePanes call, windows per evalWindows call: bounds the time one call blocks Redis. */
 export const DELTAS_PER_CALL = 200;
 export const WINDOWS_PER_CALL = 100;
@@ -38,10 +46,7 @@ export class RedisState implements DetectorState {
     if (plan.fields.length > MAX_FIELD_CODE + 1) throw new Error(`rule ${plan.id}: at most ${MAX_FIELD_CODE + 1} tracked fields fit a pane record`);
     this.switchable = plan.switchable;
     this.distinct = plan.fields.filter((f) => f.needDistinct).map((f) => f.index);
-    this.update = {
-      ttlSeconds, pruneAt: plan.pruneAt, exactThreshold: plan.plan.distinctExactThreshold, switchable: this.switchable,
-      keepOffsets: plan.valuesFromTopic,
-    };
+    this.update = updatePaneParams(plan, ttlSeconds);
   }
 
   /**
