@@ -22,7 +22,7 @@
  * kafkajs: src/ingest/kafkajs-read-committed.ts, which every kade entry point imports first,
  * imports it. Installed only on kafkajs 2.2.4; `fastFetchInstalled()` says whether it is.
  */
-import Module = require('node:module');
+import { putModule } from './kafkajs-module-cache';
 
 const KAFKAJS_VERSION = '2.2.4';
 const DECODER_MODULE = 'kafkajs/src/protocol/recordBatch/v0/decoder';
@@ -64,6 +64,37 @@ function readInt64(buf: Buffer, pos: number): number {
   return n;
 }
 
+/** Where the last varInt() or bytes() call stopped (one decoder runs at a time: no await inside). */
+let at = 0;
+
+/**
+ * A zigzag varint at `pos`, as kafkajs' readVarInt reads it, within [pos, end); sets `at` past
+ * it. Up to 4 bytes (values up to 2^27 in magnitude: lengths, deltas), else NOT_PLAIN.
+ */
+function varInt(buf: Buffer, pos: number, end: number): number {
+  let v = 0;
+  let shift = 0;
+  let b: number;
+  do {
+    if (pos >= end || shift > 21) throw NOT_PLAIN;
+    b = buf[pos++];
+    v += (b & 0x7f) << shift;
+    shift += 7;
+  } while (b >= 0x80);
+  at = pos;
+  return (v >>> 1) ^ -(v & 1);
+}
+
+/** A varint length (-1: null) and that many bytes at `pos`, sliced like readVarIntBytes; sets `at` past them. */
+function bytes(buf: Buffer, pos: number, end: number): Buffer | null {
+  const len = varInt(buf, pos, end);
+  if (len === -1) return null;
+  pos = at;
+  if (len < 0 || pos + len > end) throw NOT_PLAIN;
+  at = pos + len;
+  return buf.subarray(pos, at);
+}
+
 /**
  * Records of one uncompressed batch read from `buf` between pos and end; the same objects as
  * kafkajs' decodeRecord builds. Throws NOT_PLAIN where it would not be exact.
@@ -72,32 +103,21 @@ function decodeRecords(buf: Buffer, pos: number, end: number, count: number, fir
   timestampType: number, maxTimestamp: string, isControlBatch: boolean, batchContext: object, magicByte: number): unknown[] {
   const records = new Array<unknown>(count);
   for (let r = 0; r < count; r++) {
-    // The record's length, as kafkajs reads it (its zigzag varint, including its 32-bit quirks).
-    let b: number;
-    let len = 0;
-    let shift = 0;
-    do {
-      if (pos >= end) throw NOT_PLAIN;
-      b = buf[pos++];
-      len += (b & 0x7f) << shift;
-      shift += 7;
-    } while (b >= 0x80);
-    len = (len >>> 1) ^ -(len & 1);
-    if (len < 0 || pos + len > end) throw NOT_PLAIN;
+    const len = varInt(buf, pos, end);
+    pos = at;
+    if (len <= 0 || pos + len > end) throw NOT_PLAIN;
     const recordEnd = pos + len;
     let p = pos;
-    if (p >= recordEnd) throw NOT_PLAIN;
     const attributes = buf.readInt8(p++);
     // Timestamp delta: a zigzag varlong; up to 7 bytes (49 bits) stays exact in a Number.
     let raw = 0;
     let mul = 1;
-    let n = 0;
+    let b: number;
     do {
-      if (p >= recordEnd || n === 7) throw NOT_PLAIN;
+      if (p >= recordEnd || mul > 2 ** 42) throw NOT_PLAIN;
       b = buf[p++];
       raw += (b & 0x7f) * mul;
       mul *= 128;
-      n++;
     } while (b >= 0x80);
     const timestampDelta = raw % 2 === 0 ? raw / 2 : -(raw + 1) / 2;
     let timestamp: string;
@@ -107,53 +127,15 @@ function decodeRecords(buf: Buffer, pos: number, end: number, count: number, fir
       if (!Number.isSafeInteger(t)) throw NOT_PLAIN;
       timestamp = String(t);
     }
-    // Offset delta: a zigzag varint read like kafkajs' readVarInt.
-    let od = 0;
-    shift = 0;
-    do {
-      if (p >= recordEnd) throw NOT_PLAIN;
-      b = buf[p++];
-      od += (b & 0x7f) << shift;
-      shift += 7;
-    } while (b >= 0x80);
-    if (shift > 28) throw NOT_PLAIN;
-    od = (od >>> 1) ^ -(od & 1);
-    const o = firstOffset + od;
+    const o = firstOffset + varInt(buf, p, recordEnd);
     if (!Number.isSafeInteger(o)) throw NOT_PLAIN;
     const offset = String(o);
-    // Key and value: varint length (-1: null), then the bytes, sliced like readVarIntBytes.
-    let key: Buffer | null = null;
-    let value: Buffer | null = null;
-    for (let kv = 0; kv < 2; kv++) {
-      let l = 0;
-      shift = 0;
-      do {
-        if (p >= recordEnd) throw NOT_PLAIN;
-        b = buf[p++];
-        l += (b & 0x7f) << shift;
-        shift += 7;
-      } while (b >= 0x80);
-      if (shift > 28) throw NOT_PLAIN;
-      l = (l >>> 1) ^ -(l & 1);
-      let slice: Buffer | null = null;
-      if (l !== -1) {
-        if (l < 0 || p + l > recordEnd) throw NOT_PLAIN;
-        slice = buf.subarray(p, p + l);
-        p += l;
-      }
-      if (kv === 0) key = slice;
-      else value = slice;
-    }
+    const key = bytes(buf, at, recordEnd);
+    const value = bytes(buf, at, recordEnd);
+    p = at;
     // Headers: kafkajs folds [key, value] pairs into an object, repeated keys into arrays.
     if (p >= recordEnd) throw NOT_PLAIN;
-    let headers: Record<string, unknown>;
-    if (buf[p] === 0) {
-      p++;
-      headers = {};
-    } else {
-      headers = readHeaders(buf, p, recordEnd);
-      p = recordEnd;
-    }
+    const headers = buf[p] === 0 ? {} : readHeaders(buf, p, recordEnd);
     records[r] = {
       magicByte, attributes, timestamp, offset, key, value, headers, isControlRecord: isControlBatch, batchContext,
     };
@@ -165,22 +147,6 @@ function decodeRecords(buf: Buffer, pos: number, end: number, count: number, fir
 type HeaderReader = (d: unknown) => { key: string; value: unknown };
 let headerModules: { Decoder: new (b: Buffer) => { readVarIntArray<T>(reader: (d: unknown) => T): T[] }; HeaderDecoder: HeaderReader } | null = null;
 
-/** A zigzag varint read like kafkajs' readVarInt, within [pos, end); NOT_PLAIN past 4 bytes or the end. */
-function varInt(buf: Buffer, at: { pos: number }, end: number): number {
-  let pos = at.pos;
-  let v = 0;
-  let shift = 0;
-  let b: number;
-  do {
-    if (pos >= end || shift > 21) throw NOT_PLAIN;
-    b = buf[pos++];
-    v += (b & 0x7f) << shift;
-    shift += 7;
-  } while (b >= 0x80);
-  at.pos = pos;
-  return (v >>> 1) ^ -(v & 1);
-}
-
 /**
  * A record's headers from the header count on: kafkajs folds its [key, value] pairs into an
  * object (`{ ...obj, [key]: ... }`), a repeated key's values into an array. Read here when every
@@ -189,25 +155,12 @@ function varInt(buf: Buffer, at: { pos: number }, end: number): number {
  */
 function readHeaders(buf: Buffer, start: number, end: number): Record<string, unknown> {
   try {
-    const at = { pos: start };
-    const count = varInt(buf, at, end);
+    const count = varInt(buf, start, end);
     const obj: Record<string, unknown> = {};
     for (let i = 0; i < count; i++) {
-      const kl = varInt(buf, at, end);
-      let key: string | null = null;
-      if (kl !== -1) {
-        if (kl < 0 || at.pos + kl > end) throw NOT_PLAIN;
-        key = buf.toString('utf8', at.pos, at.pos + kl);
-        at.pos += kl;
-      }
-      const vl = varInt(buf, at, end);
-      let value: Buffer | null = null;
-      if (vl !== -1) {
-        if (vl < 0 || at.pos + vl > end) throw NOT_PLAIN;
-        value = buf.subarray(at.pos, at.pos + vl);
-        at.pos += vl;
-      }
-      const name = String(key);
+      const k = bytes(buf, at, end);
+      const value = bytes(buf, at, end);
+      const name = k === null ? 'null' : k.toString('utf8');
       if (name === '__proto__') throw NOT_PLAIN;
       const prev = obj[name];
       obj[name] = prev === undefined ? value : Array.isArray(prev) ? prev.concat([value]) : [prev, value];
@@ -294,14 +247,6 @@ export async function decodeRecordBatch(fetchDecoder: KafkajsDecoder): Promise<u
   return result;
 }
 
-function put(filename: string, exports: unknown): void {
-  const m = new Module(filename);
-  m.filename = filename;
-  m.loaded = true;
-  m.exports = exports;
-  require.cache[filename] = m;
-}
-
 function install(): void {
   const version = (require('kafkajs/package.json') as { version: string }).version;
   if (version !== KAFKAJS_VERSION) return;
@@ -310,7 +255,7 @@ function install(): void {
   const filename = require.resolve(DECODER_MODULE);
   if (require.cache[filename] !== undefined) return;
   kafkajsDecoder = require(DECODER_MODULE) as RecordBatchDecoder;
-  put(filename, decodeRecordBatch);
+  putModule(filename, decodeRecordBatch);
   installed = true;
 }
 

@@ -24,7 +24,7 @@
  * do). `readCommittedIsExact()` checks the loaded kafkajs, and createKafka refuses to build a
  * client when it is not, rather than run with silently wrong counts.
  */
-import Module = require('node:module');
+import { putModule } from './kafkajs-module-cache';
 // Also before kafkajs: the cheaper Produce request encoder (byte-identical; see the module).
 import './kafkajs-fast-produce';
 // And the cheaper fetched record batch decoder (same objects; see the module).
@@ -120,14 +120,6 @@ function fastBatch(kafkajsBatch: { prototype: object }): unknown {
   return Batch;
 }
 
-function put(filename: string, exports: unknown): void {
-  const m = new Module(filename);
-  m.filename = filename;
-  m.loaded = true;
-  m.exports = exports;
-  require.cache[filename] = m;
-}
-
 /**
  * Puts the exact filter where kafkajs will load its own, unless kafkajs' batch module is loaded;
  * then kafkajs' Batch, with a constructor that uses it directly and compares offsets cheaply.
@@ -135,9 +127,9 @@ function put(filename: string, exports: unknown): void {
 function install(): void {
   const batchFile = require.resolve(BATCH_MODULE);
   if (require.cache[batchFile] !== undefined) return; // too late: the check reports it
-  put(require.resolve(FILTER_MODULE), filterAbortedMessages);
+  putModule(require.resolve(FILTER_MODULE), filterAbortedMessages);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  put(batchFile, fastBatch(require(BATCH_MODULE) as { prototype: object }));
+  putModule(batchFile, fastBatch(require(BATCH_MODULE) as { prototype: object }));
 }
 
 install();
