@@ -19,7 +19,7 @@ export interface KadeConfig {
     groupId: string; namespaceHeader: string; defaultNamespace: string;
     timeField: 'requestReceivedTimestamp' | 'stageTimestamp'; alignMs: number; maxJsonDepth: number; maxMessageBytes: number;
   };
-  detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; flushIntervalMs: number; maxBufferedRecords: number; prefetchBytes: number; memoryDecisionsMax: number; upstreamGroupId: string; upstreamMaxLag: number; tickMs: number; stateTtlSeconds: number };
+  detector: { groupId: string; latenessMs: number; idleTimeoutMs: number; flushIntervalMs: number; maxBufferedRecords: number; memoryDecisionsMax: number; upstreamGroupId: string; upstreamMaxLag: number; tickMs: number; stateTtlSeconds: number };
   alerts: { format: 'avro' | 'json'; suppressionMs: number };
   redis: { url: string; keyPrefix: string; username: string; password: string; tls: TlsFiles };
   rules: { dir: string };

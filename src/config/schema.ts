@@ -302,12 +302,6 @@ export const schema = {
       default: 20000,
       env: 'KADE_DETECTOR_MAX_BUFFERED_RECORDS',
     },
-    prefetchBytes: {
-      doc: 'Bytes of fetched batches queued for processing while the consumer fetches the next ones (fetching overlaps processing; queued batches are never committed before they are processed). 0: each batch is processed before the next fetch.',
-      format: 'non-negative-int',
-      default: 8388608,
-      env: 'KADE_DETECTOR_PREFETCH_BYTES',
-    },
     memoryDecisionsMax: {
       doc: 'Groups-panes the detector keeps in memory (exact count, and the values of the condition\'s count_distinct fields up to the first integer above their constants; about 1 KB each on the bench mix) to decide without Redis the windows that cannot match. At the cap, new panes are evaluated in Redis. 0: always Redis.',
       format: 'non-negative-int',

@@ -2,7 +2,7 @@ import { Batch, Consumer, Kafka, Message, Producer } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import { KadeConfig, dlqTopic, upstreamGroup } from '../config/load';
 import { KafkaAlertSink } from '../alerts/publisher';
-import { PrefetchingBatchLoop } from '../ingest/batch-loop';
+import { runBatchLoop } from '../ingest/batch-loop';
 import { BadInputError } from '../ingest/errors';
 import { deadLetter } from '../ingest/dead-letter';
 import { CollectedValues, KeyedScanner } from '../ingest/keyed-scan';
@@ -37,8 +37,8 @@ class SeekRequests {
     if (prev === undefined || offset < prev) this.offsets.set(partition, offset);
   }
 
-  apply(loop: PrefetchingBatchLoop): void {
-    for (const [partition, offset] of this.offsets) loop.seek(partition, offset);
+  apply(consumer: Consumer, topic: string): void {
+    for (const [partition, offset] of this.offsets) consumer.seek({ topic, partition, offset: String(offset) });
   }
 }
 
@@ -48,7 +48,6 @@ class SeekRequests {
  */
 export class DetectorStage {
   private consumer: Consumer | null = null;
-  private loop: PrefetchingBatchLoop | null = null;
   private dlqProducer: Producer | null = null;
   private readonly sink: KafkaAlertSink;
   private readonly detectors = new Map<string, Detector>();
@@ -143,12 +142,8 @@ export class DetectorStage {
       readUncommitted: false,
     });
     const consumer = this.consumer;
-    const loop = new PrefetchingBatchLoop(consumer, config.topics.keyed, this.serial, config.detector.prefetchBytes);
-    this.loop = loop;
     consumer.on(consumer.events.REBALANCING, () => {
       this.joined = false;
-      // Batches queued of partitions about to move are dropped too.
-      loop.dropAll();
       this.metrics.consumerLag.set({ stage: 'detector' }, 0);
       // Buffered records of partitions about to move are dropped, never committed: their next
       // owner reads them again from the last commit.
@@ -159,9 +154,6 @@ export class DetectorStage {
       });
     });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      // A new generation (also after a crash and restart, which emits no REBALANCING): the
-      // consumer starts from the committed offsets, so nothing queued before is processed.
-      loop.dropAll();
       this.assigned = e.payload.memberAssignment[config.topics.keyed] ?? [];
       this.joined = true;
       void this.serial.run(async () => {
@@ -174,7 +166,7 @@ export class DetectorStage {
           d.assign(positions);
           for (const p of this.assigned) seeks.add(p, await d.ensure(p));
         }
-        seeks.apply(loop);
+        seeks.apply(consumer, config.topics.keyed);
       }).catch((err) => this.log.error({ err }, 'loading partition state failed'));
     });
     const lag = new LagTracker(this.metrics, 'detector');
@@ -182,16 +174,13 @@ export class DetectorStage {
       if (e.payload.topic !== config.topics.keyed) return;
       const { partition, batchSize, firstOffset, lastOffset } = e.payload;
       lag.note(partition, Number(e.payload.offsetLag));
-      // A batch with records notes its position when it is processed (it may wait in the queue).
+      for (const d of this.detectors.values()) d.notePosition(partition, Number(lastOffset), Number(e.payload.highWatermark));
       if (batchSize === 0 && firstOffset !== null) {
         // Transaction markers only (eachBatch never sees them): when every record before them
         // is processed, the position moves past them, or the group's committed offset stays one
         // short of the end for good on an idle partition (lag 1; seen in the bench when the
         // router's last commit marker came in a fetch of its own).
-        const current = loop.stillCurrent(partition);
         void this.serial.run(async () => {
-          if (!current()) return;
-          for (const d of this.detectors.values()) d.notePosition(partition, Number(lastOffset), Number(e.payload.highWatermark));
           if (this.positions.get(partition) !== Number(firstOffset)) return;
           this.positions.set(partition, Number(lastOffset) + 1);
           await this.commitIfDurable(consumer, partition);
@@ -224,38 +213,42 @@ export class DetectorStage {
           for (const seek of r.seeks) seeks.add(seek.partition, seek.offset);
           for (const c of r.commits) await this.commitIfDurable(consumer, c.partition);
         }
-        seeks.apply(loop);
+        seeks.apply(consumer, config.topics.keyed);
       }).catch((err) => this.log.error({ err }, 'idle timer failed'));
     }, config.detector.tickMs);
-    await loop.run((batch) => this.decode(batch), async (batch, { byRule, bad }) => {
+    await runBatchLoop(consumer, config.topics.keyed, (batch, payload) => {
+      if (payload.isStale()) return Promise.resolve();
       const started = process.hrtime.bigint();
-      if (bad.length > 0) {
-        await sendChunked(this.dlqProducer!, [{ topic: dlqTopic(config), messages: bad }], { acks: -1 });
-        this.metrics.outcomes.inc({ stage: 'detector', outcome: 'dead_lettered' }, bad.length);
-      }
-      const hw = Number(batch.highWatermark);
-      for (const [ruleId, records] of byRule) {
-        const d = this.detectors.get(ruleId);
-        if (d === undefined) {
-          // A rule this detector does not run (rolling upgrade): counted, not silently dropped.
-          this.metrics.outcomes.inc({ stage: 'detector', outcome: 'unknown_rule' }, records.length);
-          continue;
+      const { byRule, bad } = this.decode(batch);
+      return this.serial.run(async () => {
+        // Queued behind a rebuild's seek: this batch belongs to the old position.
+        if (payload.isStale()) return;
+        if (bad.length > 0) {
+          await sendChunked(this.dlqProducer!, [{ topic: dlqTopic(config), messages: bad }], { acks: -1 });
+          this.metrics.outcomes.inc({ stage: 'detector', outcome: 'dead_lettered' }, bad.length);
         }
-        const res = await d.onBatch(batch.partition, records, hw);
-        if (res.seek !== undefined) {
-          // Redis lost this partition's state: replay from where the rebuild starts (the
-          // batches of this partition queued after this one are dropped).
-          loop.seek(batch.partition, res.seek);
-          return;
+        const hw = Number(batch.highWatermark);
+        for (const [ruleId, records] of byRule) {
+          const d = this.detectors.get(ruleId);
+          if (d === undefined) {
+            // A rule this detector does not run (rolling upgrade): counted, not silently dropped.
+            this.metrics.outcomes.inc({ stage: 'detector', outcome: 'unknown_rule' }, records.length);
+            continue;
+          }
+          const res = await d.onBatch(batch.partition, records, hw);
+          if (res.seek !== undefined) {
+            // Redis lost this partition's state: replay from where the rebuild starts. The batch
+            // loop sees the seek (the batch is stale) and resolves nothing.
+            consumer.seek({ topic: batch.topic, partition: batch.partition, offset: String(res.seek) });
+            return;
+          }
         }
-      }
-      const lastOffset = Number(batch.lastOffset());
-      for (const d of this.detectors.values()) d.notePosition(batch.partition, lastOffset, hw);
-      this.positions.set(batch.partition, lastOffset + 1);
-      await this.commitIfDurable(consumer, batch.partition);
-      this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
-      this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
-    });
+        this.positions.set(batch.partition, Number(batch.lastOffset()) + 1);
+        await this.commitIfDurable(consumer, batch.partition);
+        this.metrics.recordsIn.inc({ topic: batch.topic }, batch.messages.length);
+        this.metrics.batchSeconds.observe({ stage: 'detector' }, Number(process.hrtime.bigint() - started) / 1e9);
+      });
+    }, { autoCommit: false });
   }
 
   /** Reads a batch's records from their bytes, by rule; malformed ones become dead letters. */
@@ -350,8 +343,6 @@ export class DetectorStage {
 
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
-    // Batches already queued are processed (and committed by the flush below); none after.
-    this.loop?.close();
     await this.upstream?.close();
     const consumer = this.consumer;
     if (consumer !== null && this.joined) {

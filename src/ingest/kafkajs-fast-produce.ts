@@ -24,7 +24,7 @@
  * Installed only on kafkajs 2.2.4 (what the tests prove it against); `fastProduceInstalled()`
  * says whether it is.
  */
-import { putModule } from './kafkajs-module-cache';
+import Module = require('node:module');
 
 const KAFKAJS_VERSION = '2.2.4';
 const V3_REQUEST = 'kafkajs/src/protocol/requests/produce/v3/request';
@@ -415,6 +415,14 @@ export function fastProduceV3(original: ProduceRequestFactory, Long: LongClass, 
   };
 }
 
+function put(filename: string, exports: unknown): void {
+  const m = new Module(filename);
+  m.filename = filename;
+  m.loaded = true;
+  m.exports = exports;
+  require.cache[filename] = m;
+}
+
 function install(): void {
   const version = (require('kafkajs/package.json') as { version: string }).version;
   if (version !== KAFKAJS_VERSION) return;
@@ -425,8 +433,8 @@ function install(): void {
   kafkajsProduceV3 = require(V3_REQUEST) as ProduceRequestFactory;
   const Long = require(LONG_MODULE) as LongClass;
   const Encoder = require(ENCODER_MODULE) as EncoderClass;
-  putModule(v3, fastProduceV3(kafkajsProduceV3, Long, Encoder));
-  putModule(require.resolve(GROUP_MODULE), groupMessagesPerPartition);
+  put(v3, fastProduceV3(kafkajsProduceV3, Long, Encoder));
+  put(require.resolve(GROUP_MODULE), groupMessagesPerPartition);
   installed = true;
 }
 

@@ -24,11 +24,9 @@
  * do). `readCommittedIsExact()` checks the loaded kafkajs, and createKafka refuses to build a
  * client when it is not, rather than run with silently wrong counts.
  */
-import { putModule } from './kafkajs-module-cache';
+import Module = require('node:module');
 // Also before kafkajs: the cheaper Produce request encoder (byte-identical; see the module).
 import './kafkajs-fast-produce';
-// And the cheaper fetched record batch decoder (same objects; see the module).
-import './kafkajs-fast-fetch';
 
 interface FetchedMessage {
   offset: string;
@@ -73,63 +71,15 @@ export function filterAbortedMessages(
 const FILTER_MODULE = 'kafkajs/src/consumer/filterAbortedMessages';
 const BATCH_MODULE = 'kafkajs/src/consumer/batch';
 
-interface FetchedPartition { partition: number; highWatermark: string; abortedTransactions?: AbortedTransaction[]; messages: FetchedMessage[] }
-interface BatchFields {
-  fetchedOffset: string; topic: string; partition: number; highWatermark: string;
-  rawMessages: FetchedMessage[]; messagesWithinOffset: FetchedMessage[]; messages: FetchedMessage[];
-}
-
-interface LongClass { fromValue(v: string): { gte(o: unknown): boolean } }
-let kafkajsLong: LongClass | null = null;
-
-/** Decimal strings of at most 15 digits are exact as Numbers (below 2^53). */
-const SHORT_DECIMAL = /^-?\d{1,15}$/;
-
-/**
- * The records of a fetch at or after the offset it asked for (a fetch starting inside a record
- * batch returns the whole batch). kafkajs parses every record's offset into a BigInt to compare;
- * offsets of up to 15 digits compare exactly as Numbers, longer ones as kafkajs does.
- */
-export function withinOffset(messages: FetchedMessage[], fetchedOffset: string): FetchedMessage[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const Long = kafkajsLong ??= require('kafkajs/src/utils/long') as LongClass;
-  const long = Long.fromValue(fetchedOffset);
-  if (!SHORT_DECIMAL.test(fetchedOffset)) return messages.filter((m) => Long.fromValue(m.offset).gte(long));
-  const from = Number(fetchedOffset);
-  return messages.filter((m) => (m.offset.length <= 15 ? Number(m.offset) >= from : Long.fromValue(m.offset).gte(long)));
-}
-
-/**
- * kafkajs' Batch with the same fields and methods (its prototype), built with the exact filter
- * and withinOffset: the constructor is the only part that changes.
- */
-function fastBatch(kafkajsBatch: { prototype: object }): unknown {
-  function Batch(this: BatchFields, topic: string, fetchedOffset: string, partitionData: FetchedPartition): void {
-    this.fetchedOffset = fetchedOffset;
-    const { abortedTransactions, messages } = partitionData;
-    this.topic = topic;
-    this.partition = partitionData.partition;
-    this.highWatermark = partitionData.highWatermark;
-    this.rawMessages = messages;
-    this.messagesWithinOffset = withinOffset(messages, fetchedOffset);
-    // Neither aborted records nor control records reach the consumer.
-    this.messages = filterAbortedMessages({ messages: this.messagesWithinOffset, abortedTransactions })
-      .filter((message) => !message.isControlRecord);
-  }
-  Batch.prototype = kafkajsBatch.prototype;
-  return Batch;
-}
-
-/**
- * Puts the exact filter where kafkajs will load its own, unless kafkajs' batch module is loaded;
- * then kafkajs' Batch, with a constructor that uses it directly and compares offsets cheaply.
- */
+/** Puts the exact filter where kafkajs will load its own, unless kafkajs' batch module is loaded. */
 function install(): void {
-  const batchFile = require.resolve(BATCH_MODULE);
-  if (require.cache[batchFile] !== undefined) return; // too late: the check reports it
-  putModule(require.resolve(FILTER_MODULE), filterAbortedMessages);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  putModule(batchFile, fastBatch(require(BATCH_MODULE) as { prototype: object }));
+  const filename = require.resolve(FILTER_MODULE);
+  if (require.cache[require.resolve(BATCH_MODULE)] !== undefined) return; // too late: the check reports it
+  const m = new Module(filename);
+  m.filename = filename;
+  m.loaded = true;
+  m.exports = filterAbortedMessages;
+  require.cache[filename] = m;
 }
 
 install();
